@@ -1,0 +1,3 @@
+from edge_core.cli.main import main
+
+main()
