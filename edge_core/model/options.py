@@ -189,7 +189,9 @@ def merge(base: RunOptions, extra: RunOptions) -> RunOptions:
     Maps merge key by key (``extra`` wins), list flags append (single-value
     flags are replaced), booleans are set.
     """
-    merged: RunOptions = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    merged: RunOptions = {
+        k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()
+    }
     for name, value in extra.items():
         flag = FLAGS[name]
         if isinstance(value, dict):

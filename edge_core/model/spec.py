@@ -59,7 +59,9 @@ def spec_hash(
         "command": list(command),
         "extra_networks": sorted(extra_networks),
     }
-    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(
+        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -68,7 +70,8 @@ class ContainerSpec:
     """One container the edge core wants to exist.
 
     ``options`` holds every run flag except the edge labels, which are in
-    ``labels`` (they include the spec hash and the fingerprint).
+    ``labels`` (they include the spec hash and the fingerprint). It is left
+    out of the repr because ``--env`` carries the API token.
     """
 
     name: str
@@ -76,7 +79,7 @@ class ContainerSpec:
     twin_uuid: str
     service: str | None
     command: tuple[str, ...]
-    options: RunOptions = field(hash=False, compare=False)
+    options: RunOptions = field(hash=False, compare=False, repr=False)
     labels: Mapping[str, str] = field(hash=False, compare=False)
     spec_hash: str = ""
 

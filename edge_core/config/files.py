@@ -1,0 +1,167 @@
+"""Reading and writing the JSON files of the config directory safely.
+
+Every file the edge core writes goes through this module so that a power
+cut, a full disk or a crash never leaves a half-written file behind: new
+content is written to a temp file in the same directory, flushed to disk
+and renamed over the old one. Twin JSON files are the one exception: they
+are bind-mounted into driver containers as single files, so they are
+rewritten in place to keep their inode (protocol.md 3.7).
+
+Reading translates every failure into one ``ConfigError`` line that names
+the file, the problem and the fix. Write failures are left as ``OSError``:
+the caller decides whether a failed write is fatal, and the previous file
+is always left untouched.
+
+This module does not know what any file means; it only moves bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from edge_core.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+TEMP_PREFIX = ".tmp_"
+"""Temp files start with this prefix, so no scan mistakes them for real files."""
+
+_PERMISSION_FIX = (
+    "run the edge core as root (sudo) or give the file's owner read access"
+)
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, mode: int) -> None:
+    """Replace ``path`` with ``data`` atomically and durably.
+
+    The bytes go to a temp file in the same directory, which is fsynced,
+    chmodded to ``mode`` and renamed over ``path``; then the directory is
+    fsynced. On any failure (including a full disk) the temp file is
+    removed, the previous file is untouched and the ``OSError`` propagates.
+    """
+    fd, temp_name = tempfile.mkstemp(
+        prefix=f"{TEMP_PREFIX}{path.name}.", dir=path.parent
+    )
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp_name, mode)
+        os.replace(temp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)
+        raise
+    fsync_directory(path.parent)
+
+
+def atomic_write_json(path: Path, obj: object, *, mode: int = 0o644) -> None:
+    """Write ``obj`` as JSON (indent 2, trailing newline) atomically."""
+    atomic_write_bytes(path, json_bytes(obj), mode=mode)
+
+
+def json_bytes(obj: object) -> bytes:
+    """The bytes this project writes for a JSON document: indent 2, newline."""
+    return (json.dumps(obj, indent=2) + "\n").encode("utf-8")
+
+
+def rewrite_in_place(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Replace the content of ``path`` while keeping its inode.
+
+    A file bind-mounted into a running container keeps showing the old
+    inode after a rename, so an existing file is opened write-only without
+    truncation, overwritten with ``data`` padded with spaces to the old
+    length, truncated to the new length, fsynced and chmodded. A missing
+    file is written atomically instead. A directory at ``path`` (Docker
+    creates one when a bind-mount source is missing) is removed first; it
+    must be empty, otherwise the ``OSError`` propagates.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except FileNotFoundError:
+        atomic_write_bytes(path, data, mode=mode)
+        return
+    except IsADirectoryError:
+        logger.info("replacing directory %s with a file", path)
+        os.rmdir(path)
+        atomic_write_bytes(path, data, mode=mode)
+        return
+
+    try:
+        old_size = os.fstat(fd).st_size
+        padded = data + b" " * max(0, old_size - len(data))
+        _write_all(fd, padded)
+        os.ftruncate(fd, len(data))
+        os.fsync(fd)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def fsync_directory(directory: Path) -> None:
+    """Flush a directory entry change (a rename) to disk, where supported."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError as exc:
+        logger.debug("cannot open %s to fsync it: %s", directory, exc)
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        # Some file systems refuse fsync on directories; the rename is
+        # already done, only its durability is best effort there.
+        logger.debug("cannot fsync directory %s: %s", directory, exc)
+    finally:
+        os.close(fd)
+
+
+def read_json_file(path: Path, *, what: str, fix: str | None = None) -> object:
+    """Parse the JSON document in ``path``.
+
+    ``what`` names the file for people ("credentials", "environment");
+    ``fix`` is the next step shown when the file is missing or not JSON.
+    Raises ``ConfigError`` for a missing, unreadable or malformed file.
+    """
+    next_step = fix or f"restore the {what} file"
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(str(path), None, "does not exist", next_step) from None
+    except PermissionError:
+        raise ConfigError(
+            str(path), None, "cannot be read (permission denied)", _PERMISSION_FIX
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            str(path), None, f"cannot be read ({_describe(exc)})", next_step
+        ) from None
+
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), None, "is not UTF-8 text", next_step) from None
+    except json.JSONDecodeError as exc:
+        problem = (
+            f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        )
+        raise ConfigError(str(path), None, problem, next_step) from None
+
+
+def _describe(exc: OSError) -> str:
+    if exc.errno is not None and exc.strerror:
+        return exc.strerror
+    return errno.errorcode.get(exc.errno or 0, type(exc).__name__)
