@@ -9,7 +9,7 @@ exactly two questions: will trying again help, and what should a person do.
     │   ├── ConfigError         a file or setting is wrong: names file, field, fix
     │   ├── AuthError           the backend refused the token (401/403)
     │   ├── NotFoundError       the backend has no such object (404)
-    │   └── DriverSpecError     a twin's driver metadata cannot be turned into a container
+    │   └── DriverSpecError     a twin's driver metadata cannot become a container
     └── TemporaryError          trying again later may help (carries a delay)
         ├── BackendUnavailable  network error, timeout or 5xx from the backend
         ├── BrokerUnavailable   the MQTT broker cannot be reached

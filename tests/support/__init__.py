@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: local images, a local registry, free ports."""
