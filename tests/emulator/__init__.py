@@ -1,0 +1,1 @@
+"""The stand-in for the Cyberwave cloud: REST emulator, Mosquitto launcher, fixtures."""
