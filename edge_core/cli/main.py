@@ -1,0 +1,46 @@
+"""The ``cyberwave-edge-core`` command.
+
+Only click is imported at module level so that ``--version`` and
+``--help`` stay fast; the daemon and the status gathering (httpx, docker,
+paho) are imported by the command that needs them.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from edge_core import __version__
+
+
+@click.group(
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.version_option(__version__, "--version", prog_name="cyberwave-edge-core")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Cyberwave Edge Core: run drivers and the ML worker on this device.
+
+    With no command, runs the edge core daemon (as systemd does).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from edge_core.daemon import run
+
+    sys.exit(run())
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--offline", is_flag=True, help="Do not contact the backend or broker.")
+def status(as_json: bool, offline: bool) -> None:
+    """Show credentials, connectivity, the edge and its containers (read-only)."""
+    from edge_core.cli.status import show_status
+
+    sys.exit(show_status(as_json=as_json, online=not offline))
+
+
+def main() -> None:
+    cli(prog_name="cyberwave-edge-core")

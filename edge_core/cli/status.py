@@ -1,0 +1,53 @@
+"""Rendering of the ``status`` report with rich."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+from edge_core.report import StatusReport, gather
+
+_MARK = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[yellow]–[/]"}
+
+
+def render(report: StatusReport, console: Console) -> None:
+    console.print(
+        f"[bold]cyberwave-edge-core {report.version}[/]  config: {report.config_dir}"
+    )
+    checks = Table(show_header=False, box=None, pad_edge=False)
+    checks.add_column(width=2)
+    checks.add_column(style="bold")
+    checks.add_column(overflow="fold")
+    for check in report.checks:
+        detail = check.detail
+        if check.fix:
+            detail += f"\n[dim]→ {check.fix}[/]"
+        checks.add_row(_MARK[check.ok], check.name, detail)
+    console.print(checks)
+    if report.containers:
+        table = Table(title="containers", title_justify="left")
+        for column in ("name", "twin", "image", "state", "note"):
+            table.add_column(column, overflow="fold")
+        for row in report.containers:
+            color = "green" if row.state == "running" else "red"
+            table.add_row(
+                row.name,
+                (row.twin_uuid or "")[:8],
+                row.image,
+                f"[{color}]{row.state}[/]",
+                row.note,
+            )
+        console.print(table)
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+
+
+def show_status(*, as_json: bool, online: bool) -> int:
+    report = gather(online=online)
+    if as_json:
+        print(json.dumps(report.to_json(), indent=2, default=str))
+    else:
+        render(report, Console())
+    return 0 if report.healthy else 1

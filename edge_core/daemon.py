@@ -1,0 +1,707 @@
+"""The composition root: the startup sequence, the loop, signals.
+
+``run()`` builds every object from one ``Settings`` and runs until SIGTERM
+or SIGINT. The boot follows protocol.md 5.1 with the rules of 7b: only a
+rejected token or an unusable ``credentials.json`` is fatal; an
+unreachable backend, broker or Docker engine is waited for, and drivers of
+the last persisted desired state start meanwhile.
+
+The main thread owns the loop. Slow work (a driver pass with its pulls)
+runs on one worker thread so a stop request is answered within seconds;
+containers are never stopped on shutdown (7b item 15).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, MutableMapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from edge_core import __version__, systemd
+from edge_core.cloud import topics
+from edge_core.cloud.mqtt import (
+    MqttConfig,
+    MqttSession,
+    broker_credentials,
+    check_broker,
+)
+from edge_core.cloud.rest import CloudClient
+from edge_core.config.credentials import (
+    Credentials,
+    apply_envs,
+    load_credentials,
+    read_token,
+)
+from edge_core.config.environment import EnvironmentConfig, load_environment
+from edge_core.config.files import atomic_write_json
+from edge_core.config.fingerprint import host_identity, resolve_fingerprint
+from edge_core.config.paths import (
+    ensure_layout,
+    migrate_legacy,
+    repair_ownership,
+    resolve_config_dir,
+    target_owner,
+)
+from edge_core.config.settings import Settings, load_settings
+from edge_core.drivers.logs import LogForwarder
+from edge_core.drivers.reconcile import DriverReconciler, PassOptions, PassResult
+from edge_core.errors import (
+    AuthError,
+    BackendUnavailable,
+    ConfigError,
+    EdgeCoreError,
+    PermanentError,
+    RuntimeUnavailable,
+)
+from edge_core.health import BootstrapHealthPublisher
+from edge_core.host.metrics import HostMetricsSampler, host_facts
+from edge_core.host.platform import PlatformFacts, detect_platform, profile_keys
+from edge_core.logsetup import RedactingFilter, configure_logging, format_exception_line
+from edge_core.model.desired import DriverContext, LaunchContext
+from edge_core.model.linkage import is_linked
+from edge_core.presence import DiscoverKeepalive, register
+from edge_core.runtime.docker import DockerRuntime
+from edge_core.state import DaemonState, state_path
+from edge_core.twins import desired_state
+from edge_core.twins.desired_state import Snapshot
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FATAL = 1
+
+
+@dataclass
+class Backoff:
+    """Capped exponential backoff with jitter, on a monotonic clock."""
+
+    initial: float
+    maximum: float
+    attempts: int = 0
+    due: float = 0.0
+
+    def failed(self, now: float) -> float:
+        delay = min(self.maximum, self.initial * 2.0**self.attempts)
+        delay *= random.uniform(0.8, 1.2)
+        self.attempts += 1
+        self.due = now + delay
+        return delay
+
+    def reset(self) -> None:
+        self.attempts = 0
+        self.due = 0.0
+
+
+def mqtt_config(settings: Settings, token: str) -> MqttConfig:
+    """The broker session settings of protocol.md 2.1 and 2.2."""
+    username, password = broker_credentials(
+        token=token,
+        username_setting=settings.mqtt_username,
+        password_setting=settings.mqtt_password,
+    )
+    return MqttConfig(
+        host=settings.mqtt_host,
+        port=settings.mqtt_port,
+        use_tls=settings.mqtt_use_tls,
+        ca_cert=settings.mqtt_tls_ca_cert,
+        username=username,
+        password=password,
+        protocol=settings.mqtt_protocol,
+        keepalive=settings.mqtt_keepalive,
+        connect_timeout=settings.mqtt_connect_timeout,
+        connect_attempts=settings.mqtt_connect_attempts,
+        max_payload_bytes=settings.mqtt_max_payload_bytes,
+        topic_aliases=settings.mqtt_topic_aliases,
+        reconnect_max_delay=settings.backoff_max,
+    )
+
+
+def driver_context(
+    settings: Settings, credentials: Credentials, facts: PlatformFacts
+) -> DriverContext:
+    """What the environment layering needs, from Settings and credentials."""
+    return DriverContext(
+        token=credentials.token,
+        base_url=settings.base_url,
+        environment=settings.environment,
+        is_production=settings.is_production,
+        host_platform=facts.system.lower(),
+        mqtt_host_setting=settings.mqtt_host if settings.mqtt_host_configured else None,
+        mqtt_port_setting=(
+            str(settings.mqtt_port) if settings.mqtt_port_configured else None
+        ),
+        local_backend_host=settings.local_backend_host,
+        log_level_setting=settings.cyberwave_process_env.get(
+            "CYBERWAVE_EDGE_LOG_LEVEL"
+        ),
+        cyberwave_envs=settings.cyberwave_envs,
+        cyberwave_process_env=settings.cyberwave_process_env,
+        data_backend=settings.data_backend,
+        zenoh_shared_memory=settings.zenoh_shared_memory,
+        zenoh_mode=settings.zenoh_mode,
+        zenoh_connect=settings.zenoh_connect,
+        zenoh_router_enabled=settings.zenoh_router_enabled,
+        zenoh_router_port=settings.zenoh_router_port,
+        mqtt_port_effective=settings.mqtt_port,
+    )
+
+
+def launch_context(
+    settings: Settings, fingerprint: str, facts: PlatformFacts
+) -> LaunchContext:
+    return LaunchContext(
+        config_dir=str(settings.config_dir),
+        version=__version__,
+        privileged=settings.driver_privileged,
+        log_max_size=settings.docker_log_max_size,
+        log_max_file=settings.docker_log_max_file,
+        host_is_linux=facts.system.lower() == "linux",
+        v4l_exists=Path("/dev/v4l").is_dir(),
+        fingerprint=fingerprint,
+    )
+
+
+class Daemon:
+    """Owns the loop and every long-lived object of one edge core process."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        credentials: Credentials,
+        fingerprint: str,
+        redactor: RedactingFilter | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.credentials = credentials
+        self.fingerprint = fingerprint
+        self._redactor = redactor
+        self._clock = clock
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._started_at = time.time()
+        self._facts = detect_platform(settings.platform_variant)
+        self._config_dir = settings.config_dir
+        self._prefix = settings.mqtt_topic_prefix
+        self._cloud = CloudClient(
+            base_url=settings.base_url,
+            token=self._token,
+            reload_token=self._reload_token,
+            timeout=max(30.0, settings.rest_timeout),
+            retries=settings.rest_retries,
+            backoff_initial=settings.backoff_initial,
+            backoff_max=settings.backoff_max,
+            workspace_id=settings.workspace_id,
+            user_agent_prefix=settings.client_user_agent,
+            version=__version__,
+        )
+        self._mqtt = MqttSession(mqtt_config(settings, credentials.token))
+        self._metrics = HostMetricsSampler(min_interval=30.0)
+        self._runtime: DockerRuntime | None = None
+        self._reconciler: DriverReconciler | None = None
+        self._forwarder: LogForwarder | None = None
+        self._keepalive: DiscoverKeepalive | None = None
+        self._health: BootstrapHealthPublisher | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pass")
+        self._pass: Future[PassResult] | None = None
+        self._edge: dict[str, Any] | None = None
+        self._registration = Backoff(settings.backoff_initial, settings.backoff_max)
+        self._docker_backoff = Backoff(settings.backoff_initial, settings.backoff_max)
+        self._environment: EnvironmentConfig | None = None
+        self._environment_error: str | None = None
+        self._backend_error: str | None = None
+        self._phase = "starting"
+        self._snapshot: Snapshot | None = None
+        self._synced_environment: str | None = None
+        self._last_result: PassResult | None = None
+        self._linked: tuple[str, ...] = ()
+        self._written_state: dict[str, Any] | None = None
+
+    # -- tokens ---------------------------------------------------------
+
+    def _token(self) -> str:
+        return self.credentials.token
+
+    def _reload_token(self) -> str:
+        token = read_token(self.credentials.path)
+        if token != self.credentials.token:
+            log.info(
+                "API token changed in %s; using the new one", self.credentials.path
+            )
+            self.credentials = replace(self.credentials, token=token)
+            if self._redactor is not None:
+                self._redactor.add_secret(token)
+        return token
+
+    # -- lifecycle ------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def run(self) -> int:
+        """Boot, then loop until asked to stop; returns the exit code."""
+        try:
+            code = self._boot()
+            if code is not None:
+                return code
+            systemd.notify("READY=1")
+            log.info(
+                "edge core %s is up (fingerprint %s)", __version__, self.fingerprint
+            )
+            self._loop()
+            return EXIT_OK
+        finally:
+            self._shutdown()
+
+    def _boot(self) -> int | None:
+        self._write_state()
+        self._check_broker()
+        self._mqtt.start()
+        self._connect_docker()
+
+        try:
+            self._cloud.check_token()
+        except AuthError as exc:
+            log.error(
+                "the backend rejected the API token in %s: %s; run "
+                '"sudo cyberwave edge install" to log in again',
+                self.credentials.path,
+                exc,
+            )
+            self._phase = "token_rejected"
+            self._write_state()
+            return EXIT_FATAL
+        except BackendUnavailable as exc:
+            self._backend_down(exc)
+            self._start_from_snapshot()
+            return None
+        self._try_register()
+        return None
+
+    def _check_broker(self) -> None:
+        config = mqtt_config(self.settings, self.credentials.token)
+        try:
+            check_broker(config)
+        except EdgeCoreError as exc:
+            log.warning(
+                "MQTT broker %s:%s is not reachable: %s; drivers start "
+                "anyway and the session keeps retrying",
+                config.host,
+                config.port,
+                exc,
+            )
+            return
+        log.info("MQTT broker %s:%s is reachable", config.host, config.port)
+
+    def _connect_docker(self) -> bool:
+        if self._runtime is not None:
+            return True
+        if self._clock() < self._docker_backoff.due:
+            return False
+        try:
+            runtime = DockerRuntime.connect()
+        except RuntimeUnavailable as exc:
+            delay = self._docker_backoff.failed(self._clock())
+            log.warning("%s; retrying in %.0f s", exc, delay)
+            return False
+        self._docker_backoff.reset()
+        self._runtime = runtime
+        self._forwarder = LogForwarder(
+            runtime,
+            self._mqtt.publish,
+            version=__version__,
+            cold_start_tail=self.settings.driver_log_tail,
+            fingerprint=self.fingerprint,
+        )
+        self._reconciler = DriverReconciler(
+            runtime,
+            options=PassOptions(
+                config_dir=self._config_dir,
+                fingerprint=self.fingerprint,
+                topic_prefix=self._prefix,
+                version=__version__,
+                profile_keys=tuple(profile_keys(self._facts)),
+                parallelism=self.settings.driver_launch_parallelism,
+                pull_stall_timeout=self.settings.pull_timeout,
+                probe_timeout=self.settings.driver_startup_probe,
+                probe_interval=self.settings.driver_probe_interval,
+                remove_timeout=self.settings.driver_remove_timeout,
+            ),
+            publish=self._mqtt.publish,
+            forwarder=self._forwarder,
+        )
+        return True
+
+    def _backend_down(self, exc: EdgeCoreError) -> None:
+        delay = self._registration.failed(self._clock())
+        first = self._backend_error is None
+        self._backend_error = str(exc)
+        self._phase = "waiting_for_backend"
+        if first:
+            log.warning(
+                "backend unavailable: %s; waiting for it, retrying in %.0f s",
+                exc,
+                delay,
+            )
+        else:
+            log.info("backend still unavailable (%s); next try in %.0f s", exc, delay)
+        self._write_state()
+
+    def _try_register(self) -> bool:
+        """Token check and registration; True once the edge is registered."""
+        if self._edge is not None:
+            return True
+        if self._clock() < self._registration.due:
+            return False
+        try:
+            if self._backend_error is not None:
+                self._cloud.check_token()
+            self._edge = register(self._cloud, self._config_dir, self.fingerprint)
+        except BackendUnavailable as exc:
+            self._backend_down(exc)
+            return False
+        except PermanentError as exc:
+            # A token rejected after boot is not fatal: drivers keep running
+            # and a rotated token in credentials.json is picked up.
+            self._backend_down(exc)
+            return False
+        if self._backend_error is not None:
+            log.info("backend reachable again")
+        self._backend_error = None
+        self._registration.reset()
+        self._phase = "running"
+        self._start_keepalive()
+        return True
+
+    def _start_keepalive(self) -> None:
+        if self._keepalive is not None:
+            return
+        hostname, _mac, plat = host_identity()
+        self._keepalive = DiscoverKeepalive(
+            self._cloud,
+            fingerprint=self.fingerprint,
+            hostname=hostname,
+            platform=plat,
+            host_facts=host_facts,
+            interval=self.settings.discover_interval,
+        )
+        self._keepalive.start()
+
+    # -- environment and driver passes ------------------------------------
+
+    def _reload_environment(self) -> EnvironmentConfig | None:
+        try:
+            environment = load_environment(self._config_dir)
+        except ConfigError as exc:
+            if str(exc) != self._environment_error:
+                log.warning(
+                    "%s (read again every %.0f s)",
+                    exc,
+                    self.settings.reconcile_interval,
+                )
+            self._environment_error = str(exc)
+            self._environment = None
+            return None
+        if self._environment_error is not None:
+            log.info("%s is usable again", environment.path)
+        self._environment_error = None
+        self._environment = environment
+        return environment
+
+    def _start_from_snapshot(self) -> None:
+        environment = self._reload_environment()
+        snapshot = desired_state.load(self._config_dir)
+        if environment is None or snapshot is None:
+            return
+        if snapshot.environment_uuid != environment.uuid:
+            log.info(
+                "persisted desired state is for environment %s, not %s; "
+                "waiting for the backend",
+                snapshot.environment_uuid,
+                environment.uuid,
+            )
+            return
+        log.info(
+            "starting drivers from the desired state saved at %s",
+            time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(snapshot.fetched_at)),
+        )
+        self._snapshot = snapshot
+        self._submit_pass(snapshot, pull=False)
+
+    def _fetch(self, environment: EnvironmentConfig) -> Snapshot:
+        twins = self._cloud.environment_twins(environment.uuid)
+        assets: dict[str, dict[str, Any]] = {}
+        for twin in twins:
+            metadata = twin.get("metadata")
+            asset_uuid = twin.get("asset_uuid")
+            if not asset_uuid or asset_uuid in assets:
+                continue
+            if not is_linked(
+                metadata if isinstance(metadata, dict) else {}, self.fingerprint
+            ):
+                continue
+            try:
+                assets[asset_uuid] = self._cloud.get_asset(asset_uuid)
+            except PermanentError as exc:
+                log.error(
+                    "asset %s of twin %s is unavailable: %s",
+                    asset_uuid,
+                    twin.get("uuid"),
+                    exc,
+                )
+        return desired_state.new_snapshot(environment.uuid, twins, assets)
+
+    def _submit_pass(self, snapshot: Snapshot, *, pull: bool) -> None:
+        if self._reconciler is None or self._pass is not None:
+            return
+        linked = tuple(
+            str(t.get("uuid"))
+            for t in snapshot.twins
+            if is_linked(
+                t.get("metadata") if isinstance(t.get("metadata"), dict) else {},
+                self.fingerprint,
+            )
+        )
+        self._linked = linked
+        self._ensure_health_publisher()
+        reconciler = self._reconciler
+        self._pass = self._pool.submit(
+            reconciler.run_pass,
+            twins=snapshot.twins,
+            assets=snapshot.assets,
+            ctx=driver_context(self.settings, self.credentials, self._facts),
+            launch=launch_context(self.settings, self.fingerprint, self._facts),
+            driver_overrides=self.credentials.driver_overrides,
+            pull=pull,
+        )
+        self._pass.add_done_callback(lambda _f: self._wake.set())
+
+    def _collect_pass(self) -> None:
+        if self._pass is None or not self._pass.done():
+            return
+        future, self._pass = self._pass, None
+        try:
+            result = future.result()
+        except RuntimeUnavailable as exc:
+            log.warning("%s; the pass will run again", exc)
+            self._runtime = None
+            self._reconciler = None
+            self._synced_environment = None
+            return
+        except Exception:
+            log.exception("driver pass failed; it will run again next cycle")
+            self._synced_environment = None
+            return
+        self._last_result = result
+        running = sum(1 for d in result.drivers if d.outcome in ("running", "adopted"))
+        log.info(
+            "driver pass done: %d of %d driver container(s) running",
+            running,
+            len(result.drivers),
+        )
+        if result.all_running and self._health is not None:
+            self._health.stop()
+            self._health = None
+
+    def _ensure_health_publisher(self) -> None:
+        if self._health is not None or not self._linked:
+            return
+        if self._last_result is not None and self._last_result.all_running:
+            return
+        self._health = BootstrapHealthPublisher(
+            publish=self._mqtt.publish,
+            topic_for=lambda twin: topics.edge_health(self._prefix, twin),
+            fingerprint=self.fingerprint,
+            twins=lambda: self._linked,
+            interval=self.settings.health_publish_interval,
+            metrics=self._metrics,
+            watchdog_layers=("systemd",) if systemd.watchdog_interval() else (),
+            battery_wh=self.settings.battery_wh,
+        )
+        self._health.start()
+
+    def _sync_environment(self) -> None:
+        """Download the environment and start a pass when it is due."""
+        environment = self._environment
+        if environment is None or self._edge is None or self._pass is not None:
+            return
+        if self._synced_environment == environment.uuid:
+            return
+        try:
+            snapshot = self._fetch(environment)
+        except BackendUnavailable as exc:
+            log.warning(
+                "could not download environment %s: %s; retrying in %.0f s",
+                environment.uuid,
+                exc,
+                self.settings.reconcile_interval,
+            )
+            return
+        except PermanentError as exc:
+            log.error(
+                "could not download environment %s: %s; check the uuid in %s",
+                environment.uuid,
+                exc,
+                environment.path,
+            )
+            self._environment_error = f"{environment.path}: {exc}"
+            return
+        try:
+            desired_state.save(self._config_dir, snapshot)
+        except OSError as exc:
+            log.warning("could not save the desired state: %s", exc)
+        self._snapshot = snapshot
+        self._synced_environment = environment.uuid
+        self._submit_pass(snapshot, pull=True)
+
+    # -- the loop -------------------------------------------------------
+
+    def _loop(self) -> None:
+        interval = self.settings.reconcile_interval
+        while not self._stop.is_set():
+            try:
+                self._tick()
+            except Exception:
+                log.exception("loop iteration failed; continuing next cycle")
+            self._wake.wait(self._next_wait(interval))
+            self._wake.clear()
+
+    def _next_wait(self, interval: float) -> float:
+        now = self._clock()
+        waits = [interval]
+        if self._edge is None and self._registration.due:
+            waits.append(max(0.1, self._registration.due - now))
+        if self._runtime is None and self._docker_backoff.due:
+            waits.append(max(0.1, self._docker_backoff.due - now))
+        return min(waits)
+
+    def _tick(self) -> None:
+        self._connect_docker()
+        self._try_register()
+        self._collect_pass()
+        self._reload_environment()
+        self._sync_environment()
+        self._write_state()
+
+    # -- state and shutdown ----------------------------------------------
+
+    def _write_state(self) -> None:
+        result = self._last_result
+        state = DaemonState(
+            pid=os.getpid(),
+            version=__version__,
+            started_at=self._started_at,
+            updated_at=time.time(),
+            phase=self._phase,
+            fingerprint=self.fingerprint,
+            edge_uuid=(self._edge or {}).get("uuid"),
+            environment_uuid=self._environment.uuid if self._environment else None,
+            backend_error=self._backend_error,
+            environment_error=self._environment_error,
+            mqtt_connected=self._mqtt.is_connected,
+            settings_warnings=tuple(self.settings.warnings),
+            drivers=result.drivers if result else (),
+            orphans=result.orphans if result else (),
+            linked_twins=self._linked,
+        )
+        document = state.to_json()
+        comparable = {k: v for k, v in document.items() if k != "updated_at"}
+        if comparable == self._written_state:
+            return
+        path = state_path(self._config_dir)
+        try:
+            path.parent.mkdir(mode=0o755, exist_ok=True)
+            atomic_write_json(path, document, mode=0o644)
+        except OSError as exc:
+            log.warning("could not write %s: %s", path, exc)
+            return
+        self._written_state = comparable
+
+    def _shutdown(self) -> None:
+        log.info("stopping the edge core; driver containers keep running")
+        self._phase = "stopped"
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for part in (self._health, self._keepalive, self._forwarder):
+            if part is not None:
+                part.stop()
+        self._mqtt.stop()
+        self._write_state()
+
+
+def _install_signals(daemon: Daemon) -> None:
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        daemon.request_stop()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def _fatal(message: str) -> int:
+    sys.stderr.write(f"cyberwave-edge-core: {message}\n")
+    return EXIT_FATAL
+
+
+def prepare(environ: MutableMapping[str, str]) -> tuple[Settings, Credentials]:
+    """Read the configuration the way the daemon does, raising ConfigError."""
+    config_dir = resolve_config_dir(environ)
+    migrate_legacy(config_dir)
+    credentials = load_credentials(config_dir)
+    apply_envs(credentials.envs, environ)
+    settings = load_settings(environ, envs=credentials.envs, config_dir=config_dir)
+    return settings, credentials
+
+
+def run(environ: MutableMapping[str, str] | None = None) -> int:
+    """Run the daemon in this process; returns the exit code."""
+    env: MutableMapping[str, str] = os.environ if environ is None else environ
+    if os.name == "posix":
+        os.umask(0o077)
+    redactor = configure_logging(env.get("CYBERWAVE_EDGE_LOG_LEVEL", "INFO"))
+    debug = logging.getLogger().isEnabledFor(logging.DEBUG)
+    try:
+        settings, credentials = prepare(env)
+    except ConfigError as exc:
+        return _fatal(str(exc))
+    redactor = configure_logging(settings.log_level)
+    redactor.add_secret(credentials.token)
+    if settings.mqtt_password:
+        redactor.add_secret(settings.mqtt_password)
+    for warning in settings.warnings:
+        log.warning("%s", warning)
+    try:
+        owner = target_owner(settings.config_dir, env)
+        ensure_layout(settings.config_dir, owner)
+        if owner is not None:
+            repair_ownership(settings.config_dir, owner)
+        fingerprint = resolve_fingerprint(settings.config_dir, env, persist=True)
+    except ConfigError as exc:
+        return _fatal(str(exc))
+    except OSError as exc:
+        if debug:
+            log.exception("cannot prepare %s", settings.config_dir)
+        return _fatal(f"{settings.config_dir}: {format_exception_line(exc)}")
+    daemon = Daemon(
+        settings=settings,
+        credentials=credentials,
+        fingerprint=fingerprint,
+        redactor=redactor,
+    )
+    _install_signals(daemon)
+    return daemon.run()
+
+
+def snapshot_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    return dict(environ)

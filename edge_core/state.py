@@ -1,0 +1,76 @@
+"""What the running daemon last reported about itself, for ``status``.
+
+The daemon rewrites ``{config}/run/edge-core-state.json`` whenever its
+phase or a driver's outcome changes, so a separate ``status`` process can
+say "waiting for the backend since 12:03: HTTP 500" or "driver failed:
+image missing" without asking the daemon. It holds no secret.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = Path("run") / "edge-core-state.json"
+
+
+@dataclass(frozen=True)
+class DriverStatus:
+    """The last outcome of one driver container."""
+
+    twin_uuid: str
+    container_name: str
+    image: str
+    outcome: str
+    phase: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class DaemonState:
+    """A snapshot of the daemon, written atomically by the daemon only."""
+
+    pid: int
+    version: str
+    started_at: float
+    updated_at: float
+    phase: str
+    fingerprint: str | None = None
+    edge_uuid: str | None = None
+    environment_uuid: str | None = None
+    backend_error: str | None = None
+    environment_error: str | None = None
+    mqtt_connected: bool = False
+    settings_warnings: tuple[str, ...] = ()
+    drivers: tuple[DriverStatus, ...] = ()
+    orphans: tuple[str, ...] = ()
+    linked_twins: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DaemonState:
+        drivers = tuple(DriverStatus(**d) for d in data.get("drivers", ()))
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["drivers"] = drivers
+        known["settings_warnings"] = tuple(data.get("settings_warnings", ()))
+        known["orphans"] = tuple(data.get("orphans", ()))
+        known["linked_twins"] = tuple(data.get("linked_twins", ()))
+        return cls(**known)
+
+
+def state_path(config_dir: Path) -> Path:
+    return config_dir / STATE_FILE
+
+
+def read_state(config_dir: Path) -> DaemonState | None:
+    """The last state the daemon wrote, or None when there is none usable."""
+    try:
+        data = json.loads(state_path(config_dir).read_text(encoding="utf-8"))
+        return DaemonState.from_json(data)
+    except (OSError, ValueError, TypeError):
+        return None

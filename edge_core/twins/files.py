@@ -1,0 +1,63 @@
+"""The twin JSON files that drivers read at ``/app/<twin_uuid>.json``.
+
+Each linked twin with an asset gets ``{config}/<twin_uuid>.json``: the twin
+object plus an ``asset`` key (protocol.md 3.7). The file is a single-file
+bind mount, so an existing file is rewritten in place (same inode) after
+deep-merging the new data onto what is there; keys a driver added locally
+survive. A file that is not valid JSON is replaced by the new data rather
+than merged into.
+
+This module does not push local edits to the cloud; twin sync does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from edge_core.config.files import rewrite_in_place
+from edge_core.model.twins import deep_merge, twin_document
+
+log = logging.getLogger(__name__)
+
+TWIN_FILE_MODE = 0o644
+
+
+def twin_path(config_dir: Path, twin_uuid: str) -> Path:
+    return config_dir / f"{twin_uuid}.json"
+
+
+def encode(document: Mapping[str, Any]) -> bytes:
+    """The bytes written for a twin document: indent 2, trailing newline."""
+    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _existing(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning(
+            "twin file %s is unreadable (%s); rewriting it from the cloud", path, exc
+        )
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_twin_file(
+    config_dir: Path, twin: Mapping[str, Any], asset: Mapping[str, Any]
+) -> str:
+    """Write or merge one twin file; returns the SHA-256 of what was written."""
+    document = twin_document(twin, asset)
+    path = twin_path(config_dir, str(twin["uuid"]))
+    existing = None if path.is_dir() else _existing(path)
+    if existing is not None:
+        document = deep_merge(existing, document)
+    data = encode(document)
+    rewrite_in_place(path, data, mode=TWIN_FILE_MODE)
+    return hashlib.sha256(data).hexdigest()
