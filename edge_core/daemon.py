@@ -70,7 +70,7 @@ from edge_core.logsetup import RedactingFilter, configure_logging, format_except
 from edge_core.model.desired import DriverContext, LaunchContext
 from edge_core.model.linkage import is_linked
 from edge_core.presence import DiscoverKeepalive, register
-from edge_core.runtime.docker import DockerRuntime
+from edge_core.runtime.docker import DockerRuntime, EngineFacts
 from edge_core.state import DaemonState, state_path
 from edge_core.twins import desired_state
 from edge_core.twins.desired_state import Snapshot
@@ -157,8 +157,16 @@ def driver_context(
 
 
 def launch_context(
-    settings: Settings, fingerprint: str, facts: PlatformFacts
+    settings: Settings,
+    fingerprint: str,
+    facts: PlatformFacts,
+    engine: EngineFacts | None = None,
 ) -> LaunchContext:
+    """How driver containers are launched on this host and engine."""
+    # --gpus needs the nvidia runtime AND it as the engine's default runtime.
+    gpu = (
+        engine is not None and engine.has_nvidia and engine.default_runtime == "nvidia"
+    )
     return LaunchContext(
         config_dir=str(settings.config_dir),
         version=__version__,
@@ -168,6 +176,8 @@ def launch_context(
         host_is_linux=facts.system.lower() == "linux",
         v4l_exists=Path("/dev/v4l").is_dir(),
         fingerprint=fingerprint,
+        jetson=facts.is_jetson,
+        gpu_available=gpu,
     )
 
 
@@ -209,6 +219,7 @@ class Daemon:
         self._mqtt = MqttSession(mqtt_config(settings, credentials.token))
         self._metrics = HostMetricsSampler(min_interval=30.0)
         self._runtime: DockerRuntime | None = None
+        self._engine: EngineFacts | None = None
         self._reconciler: DriverReconciler | None = None
         self._forwarder: LogForwarder | None = None
         self._keepalive: DiscoverKeepalive | None = None
@@ -318,6 +329,17 @@ class Daemon:
             return False
         self._docker_backoff.reset()
         self._runtime = runtime
+        try:
+            self._engine = runtime.engine_facts()
+        except EdgeCoreError as exc:
+            log.warning("could not read the Docker engine's facts: %s", exc)
+        engine = self._engine
+        if engine and engine.has_nvidia and engine.default_runtime != "nvidia":
+            log.info(
+                "the nvidia runtime is installed but not the default; "
+                'to give drivers GPUs set "default-runtime": '
+                '"nvidia" in /etc/docker/daemon.json and restart Docker'
+            )
         self._forwarder = LogForwarder(
             runtime,
             self._mqtt.publish,
@@ -482,7 +504,9 @@ class Daemon:
             twins=snapshot.twins,
             assets=snapshot.assets,
             ctx=driver_context(self.settings, self.credentials, self._facts),
-            launch=launch_context(self.settings, self.fingerprint, self._facts),
+            launch=launch_context(
+                self.settings, self.fingerprint, self._facts, self._engine
+            ),
             driver_overrides=self.credentials.driver_overrides,
             pull=pull,
         )

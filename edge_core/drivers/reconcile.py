@@ -111,7 +111,9 @@ class DriverReconciler:
         written = self._write_twin_files(topology.linked, assets)
 
         # The spec hash covers the local image id, so images come first.
-        def build(image_ids: Mapping[str, str | None]) -> Any:
+        def build(
+            image_ids: Mapping[str, str | None], substitutes: Mapping[str, str]
+        ) -> Any:
             return build_driver_specs(
                 twins=twins,
                 assets_by_uuid=assets,
@@ -124,11 +126,15 @@ class DriverReconciler:
                 twin_json_present=lambda uuid: twin_path(
                     opts.config_dir, uuid
                 ).is_file(),
+                image_substitutes=substitutes,
             )
 
-        draft = build({})
+        draft = build({}, {})
         image_ids, image_errors = self._ensure_images(draft.specs, pull=pull)
-        desired = build(image_ids)
+        substitutes = self._fallbacks(
+            draft.image_fallbacks, image_ids, image_errors, pull=pull
+        )
+        desired = build(image_ids, substitutes)
 
         statuses: dict[str, DriverStatus] = {}
         for failure in desired.failures:
@@ -253,6 +259,35 @@ class DriverReconciler:
                 if error is not None:
                     errors[image] = error
         return ids, errors
+
+    def _fallbacks(
+        self,
+        fallbacks: Mapping[str, str],
+        image_ids: dict[str, str | None],
+        errors: dict[str, ContainerError],
+        *,
+        pull: bool,
+    ) -> dict[str, str]:
+        """Original tags to use where a Jetson build could not be had."""
+        substitutes: dict[str, str] = {}
+        for image, original in fallbacks.items():
+            if image not in errors:
+                continue
+            log.info("no Jetson build %s; falling back to %s", image, original)
+            try:
+                result = self._runtime.ensure_image(
+                    original,
+                    on_progress=lambda _event: None,
+                    stall_timeout=self._options.pull_stall_timeout,
+                    always_pull=pull,
+                )
+            except ContainerError as exc:
+                log.error("image %s is not available either: %s", original, exc)
+                continue
+            del errors[image]
+            image_ids[original] = result.image_id
+            substitutes[image] = original
+        return substitutes
 
     # -- launches -------------------------------------------------------
 
