@@ -20,7 +20,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, MutableMapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -724,8 +724,15 @@ def run(environ: MutableMapping[str, str] | None = None) -> int:
         redactor=redactor,
     )
     _install_signals(daemon)
-    return daemon.run()
-
-
-def snapshot_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    return dict(environ)
+    try:
+        return daemon.run()
+    except Exception as exc:
+        if debug or logging.getLogger().isEnabledFor(logging.DEBUG):
+            log.exception("the edge core stopped on an unexpected error")
+        else:
+            log.error(
+                "the edge core stopped on an unexpected error: %s (run with "
+                "CYBERWAVE_EDGE_LOG_LEVEL=DEBUG for the traceback)",
+                format_exception_line(exc),
+            )
+        return EXIT_FATAL

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import docker
+import paho.mqtt.client as mqtt
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -172,6 +173,35 @@ def write_config(
         os.chmod(path, 0o644 if name == "fingerprint.json" else 0o600)
 
 
+class Traffic:
+    """Counts what crosses the broker, so the demo can show it."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.counts: dict[str, int] = {}
+        self.last_lines: list[str] = []
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self._client.on_message = self._on_message
+        self._client.on_connect = lambda c, *_: c.subscribe("#")
+        self._client.connect(host, port)
+        self._client.loop_start()
+
+    def _on_message(
+        self, _client: object, _userdata: object, message: mqtt.MQTTMessage
+    ) -> None:
+        kind = message.topic.rsplit("/", 1)[-1]
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        if kind == "driverlog":
+            payload = json.loads(message.payload)
+            line = (
+                f"{payload['container_name']} [{payload['level']}] {payload['message']}"
+            )
+            self.last_lines = [*self.last_lines[-5:], line]
+
+    def stop(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
+
+
 def wait_for_drivers(
     edge: subprocess.Popen[bytes], env: dict[str, str], expected: int, timeout: float
 ) -> None:
@@ -222,6 +252,7 @@ def main() -> int:
 
         broker.start()
         say(f"mosquitto listening on {broker.host}:{broker.port}")
+        traffic = Traffic(broker.host, broker.port)
 
         text = (DATA / "environment.json").read_text()
         text = text.replace("<REGISTRY>", registry)
@@ -290,6 +321,12 @@ def main() -> int:
         subprocess.run(
             [sys.executable, "-m", "edge_core", "status"], env=env, check=False
         )
+        time.sleep(2)
+        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(traffic.counts.items()))
+        say(f"MQTT messages seen so far: {counts}")
+        say("latest driver log lines on the driverlog topics:")
+        for line in traffic.last_lines:
+            print(f"    {line}")
         if args.once:
             return 0
         say("press Ctrl-C to stop the demo and remove what it started")

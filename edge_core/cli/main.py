@@ -27,9 +27,19 @@ def cli(ctx: click.Context) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
+    import logging
+    import os
+
     from edge_core.daemon import run
 
-    sys.exit(run())
+    code = run()
+    # Pulls and launches still under way run in worker threads that the
+    # interpreter would wait for at exit; containers are Docker's to keep,
+    # so leave at once.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 @cli.command()

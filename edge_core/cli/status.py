@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from rich.console import Console
 from rich.table import Table
@@ -27,17 +28,21 @@ def render(report: StatusReport, console: Console) -> None:
         checks.add_row(_MARK[check.ok], check.name, detail)
     console.print(checks)
     if report.containers:
-        table = Table(title="containers", title_justify="left")
-        for column in ("name", "twin", "image", "state", "note"):
-            table.add_column(column, overflow="fold")
+        console.print("[bold]containers[/]")
+        table = Table(show_header=False, box=None, pad_edge=False)
+        table.add_column(width=2)
+        table.add_column(no_wrap=True)
+        table.add_column(no_wrap=True)
+        table.add_column(overflow="fold")
         for row in report.containers:
+            ok = row.state == "running" and not row.note
+            detail = row.image + (f"\n[dim]→ {row.note}[/]" if row.note else "")
             color = "green" if row.state == "running" else "red"
             table.add_row(
+                _MARK[ok if ok else (None if "orphan" in row.note else False)],
                 row.name,
-                (row.twin_uuid or "")[:8],
-                row.image,
                 f"[{color}]{row.state}[/]",
-                row.note,
+                detail,
             )
         console.print(table)
     for warning in report.warnings:
@@ -49,5 +54,7 @@ def show_status(*, as_json: bool, online: bool) -> int:
     if as_json:
         print(json.dumps(report.to_json(), indent=2, default=str))
     else:
-        render(report, Console())
+        # Piped output (logs, support tickets) keeps whole lines.
+        console = Console() if sys.stdout.isatty() else Console(width=160)
+        render(report, console)
     return 0 if report.healthy else 1
