@@ -646,7 +646,11 @@ class Daemon:
             return
         path = state_path(self._config_dir)
         try:
-            path.parent.mkdir(mode=0o755, exist_ok=True)
+            if not path.parent.is_dir():
+                path.parent.mkdir()
+                # The process umask (077) would hide the state from
+                # ``status`` run in the owner's shell while we run as root.
+                path.parent.chmod(0o755)
             atomic_write_json(path, document, mode=0o644)
         except OSError as exc:
             log.warning("could not write %s: %s", path, exc)
@@ -655,7 +659,9 @@ class Daemon:
 
     def _shutdown(self) -> None:
         log.info("stopping the edge core; driver containers keep running")
-        self._phase = "stopped"
+        # A rejected token stays the last word, so status can say why.
+        if self._phase != "token_rejected":
+            self._phase = "stopped"
         self._pool.shutdown(wait=False, cancel_futures=True)
         for part in (self._health, self._keepalive, self._forwarder):
             if part is not None:

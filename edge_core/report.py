@@ -158,6 +158,13 @@ def _edge(config_dir: Path) -> Check:
 def _daemon(state: DaemonState | None) -> Check:
     if state is None:
         return Check("daemon", None, "has not run yet with this config dir")
+    if state.phase == "token_rejected":
+        return Check(
+            "daemon",
+            False,
+            "stopped: the token was rejected",
+            'run "sudo cyberwave edge install" to log in again',
+        )
     alive = _pid_alive(state.pid)
     if not alive or state.phase == "stopped":
         return Check(
@@ -173,13 +180,6 @@ def _daemon(state: DaemonState | None) -> Check:
             f"running (pid {state.pid}), waiting for the backend: "
             f"{state.backend_error}",
             "it retries by itself; check the network and the base URL",
-        )
-    if state.phase == "token_rejected":
-        return Check(
-            "daemon",
-            False,
-            "stopped: the token was rejected",
-            'run "sudo cyberwave edge install" to log in again',
         )
     return Check("daemon", True, f"running (pid {state.pid}), phase {state.phase}")
 
@@ -202,7 +202,9 @@ def _containers(
         views = runtime.list_managed(fingerprint)
     except EdgeCoreError as exc:
         return Check("docker", False, str(exc)), ()
-    outcomes = {d.container_name: d for d in state.drivers} if state else {}
+    # A twin whose driver never got a container has no name: key it by twin.
+    drivers = state.drivers if state else ()
+    outcomes = {d.container_name or d.twin_uuid: d for d in drivers}
     orphans = set(state.orphans) if state else set()
     rows: list[ContainerRow] = []
     for view in sorted(views, key=lambda v: v.name):
@@ -226,7 +228,7 @@ def _containers(
         if outcome.outcome == "failed" and name not in present:
             rows.append(
                 ContainerRow(
-                    outcome.container_name or name,
+                    outcome.container_name,
                     outcome.twin_uuid,
                     outcome.image,
                     "not running",

@@ -39,6 +39,9 @@ from edge_core.twins.files import twin_path, write_twin_file
 
 log = logging.getLogger(__name__)
 
+# The phase of a twin whose driver metadata cannot become a container.
+SPEC_FAILURE_PHASE = "driver_spec"
+
 
 @dataclass(frozen=True)
 class PassOptions:
@@ -67,9 +70,16 @@ class PassResult:
 
     @property
     def all_running(self) -> bool:
-        """Every driver container of a linked twin runs (adopted or started)."""
-        return bool(self.drivers) and all(
-            d.outcome in ("running", "adopted") for d in self.drivers
+        """Every driver container of a linked twin runs (adopted or started).
+
+        A twin whose metadata cannot become a container has none to wait
+        for: nothing changes for it until someone edits the metadata, and
+        waiting would keep the bootstrap health duplicating the running
+        drivers' own health.
+        """
+        containers = [d for d in self.drivers if d.phase != SPEC_FAILURE_PHASE]
+        return bool(containers) and all(
+            d.outcome in ("running", "adopted") for d in containers
         )
 
     @property
@@ -147,7 +157,7 @@ class DriverReconciler:
                 container_name="",
                 image="",
                 outcome="failed",
-                phase="driver_spec",
+                phase=SPEC_FAILURE_PHASE,
                 reason=f"{failure.title}: {failure.reason}",
             )
 

@@ -6,6 +6,12 @@ applet, imported into the engine. What a test driver does (sleep, print,
 exit with a code) is chosen by its command, e.g.
 ``["sh", "-c", "echo INFO started; sleep 3600"]``.
 
+The test driver image (``ensure_driver_image``) is the same file system
+with a command that runs ``$DRIVER_SCRIPT``, so a twin's driver metadata
+``params: ["-e", "DRIVER_SCRIPT=echo WARNING hot; exit 3"]`` decides what
+the driver does; without it the driver prints one line and sleeps. Its
+``local`` tag means the edge core never tries to pull it.
+
 Building is idempotent and safe under pytest-xdist: a file lock in the
 shared temporary directory serialises builders, and an image whose
 content label matches is reused.
@@ -18,12 +24,13 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import io
+import json
 import os
 import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,6 +38,13 @@ import docker
 from docker.errors import ImageNotFound
 
 TEST_IMAGE = "cw-test/busybox:1"
+DRIVER_IMAGE = "cw-test/driver:local"
+DRIVER_BANNER = "INFO test driver up"
+DRIVER_COMMAND = (
+    "sh",
+    "-c",
+    f'eval "${{DRIVER_SCRIPT:-echo {DRIVER_BANNER}; while true; do sleep 3600; done}}"',
+)
 BUSYBOX = Path("/bin/busybox")
 CONTENT_LABEL = "io.cyberwave.test.content"
 # Bump when the image config in import_rootfs changes: the content hash
@@ -115,9 +129,11 @@ def busybox_rootfs(
     return buffer.getvalue()
 
 
-def _content_id(rootfs: bytes) -> str:
+def _content_id(rootfs: bytes, command: Sequence[str] = ("sh",)) -> str:
     digest = hashlib.sha256(rootfs)
     digest.update(_LAYOUT_VERSION.encode())
+    if tuple(command) != ("sh",):
+        digest.update(json.dumps(list(command)).encode())
     return digest.hexdigest()
 
 
@@ -132,13 +148,18 @@ def _existing_content(client: docker.DockerClient, tag: str) -> str | None:
 
 
 def import_rootfs(
-    client: docker.DockerClient, tag: str, rootfs: bytes, content_id: str
+    client: docker.DockerClient,
+    tag: str,
+    rootfs: bytes,
+    content_id: str,
+    *,
+    command: Sequence[str] = ("sh",),
 ) -> str:
-    """Import ``rootfs`` as image ``tag``; return its id."""
+    """Import ``rootfs`` as image ``tag`` running ``command``; return its id."""
     repository, _, version = tag.rpartition(":")
     changes = [
         "ENV PATH=/bin",
-        'CMD ["sh"]',
+        f"CMD {json.dumps(list(command))}",
         "WORKDIR /",
         f"LABEL {CONTENT_LABEL}={content_id}",
     ]
@@ -161,16 +182,37 @@ def ensure_test_image(client: docker.DockerClient, tag: str = TEST_IMAGE) -> str
         return import_rootfs(client, tag, rootfs, content_id)
 
 
+def ensure_driver_image(client: docker.DockerClient, tag: str = DRIVER_IMAGE) -> str:
+    """Build the test driver image ``tag`` unless an identical one exists.
+
+    Its command evaluates ``$DRIVER_SCRIPT`` (default: print
+    ``DRIVER_BANNER`` and sleep). Returns the image id; safe to call from
+    many processes at once.
+    """
+    rootfs = busybox_rootfs()
+    content_id = _content_id(rootfs, DRIVER_COMMAND)
+    with build_lock():
+        if _existing_content(client, tag) == content_id:
+            return str(client.api.inspect_image(tag)["Id"])
+        return import_rootfs(client, tag, rootfs, content_id, command=DRIVER_COMMAND)
+
+
 def build_unique_image(
-    client: docker.DockerClient, tag: str, *, size: int = 2_000_000
+    client: docker.DockerClient,
+    tag: str,
+    *,
+    size: int = 2_000_000,
+    command: Sequence[str] = ("sh",),
 ) -> str:
     """Import a runnable image whose layer exists nowhere else.
 
     The layer holds busybox plus ``size`` random bytes, so pulling it from a
-    registry really downloads it. Returns the image id.
+    registry really downloads it. ``command`` is its CMD (pass
+    ``DRIVER_COMMAND`` for a unique test driver). Returns the image id.
     """
     rootfs = busybox_rootfs(extra={"app/random.bin": os.urandom(size)})
-    return import_rootfs(client, tag, rootfs, _content_id(rootfs))
+    content_id = _content_id(rootfs, command)
+    return import_rootfs(client, tag, rootfs, content_id, command=command)
 
 
 def main() -> int:
@@ -178,6 +220,8 @@ def main() -> int:
     client = docker.from_env()
     image_id = ensure_test_image(client)
     print(f"test image {TEST_IMAGE} is {image_id[:19]}")
+    driver_id = ensure_driver_image(client)
+    print(f"test driver image {DRIVER_IMAGE} is {driver_id[:19]}")
     return 0
 
 

@@ -1,0 +1,319 @@
+"""The whole edge core when the backend or the broker is away (7b item 13).
+
+Network errors and 5xx answers are temporary: the daemon keeps running,
+retries with capped exponential backoff, starts the drivers it already
+knows from ``desired-state.json``, and catches up once the backend is
+back. A broker that is down at boot never holds the drivers back, and a
+TLS broker is verified against the configured CA.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from edge_core.model.spec import LABEL_FINGERPRINT
+from tests.emulator.broker import Broker, free_port
+from tests.emulator.server import Emulator
+from tests.support.edge import (
+    EdgeProcesses,
+    check,
+    container_name,
+    example_environment,
+    prepare_edge,
+    tree_snapshot,
+)
+from tests.support.images import DRIVER_IMAGE, ensure_driver_image
+from tests.support.mqtt import Recorder
+
+pytestmark = pytest.mark.integration
+
+STARTUP_TIMEOUT = 60.0
+TICKING_SCRIPT = "while true; do echo INFO tick; sleep 0.5; done"
+CONFIG_FILES = ("credentials.json", "environment.json", "fingerprint.json")
+
+
+@pytest.fixture(scope="session")
+def driver_image(docker_client: docker.DockerClient) -> str:
+    """The busybox test driver image, built locally when needed."""
+    ensure_driver_image(docker_client)
+    return DRIVER_IMAGE
+
+
+@pytest.fixture
+def edges(fingerprint: str) -> Iterator[EdgeProcesses]:
+    """Edge core processes of one test, ended before its containers are removed."""
+    with EdgeProcesses() as processes:
+        yield processes
+
+
+def running_names(client: docker.DockerClient, fingerprint: str) -> set[str]:
+    label = f"{LABEL_FINGERPRINT}={fingerprint}"
+    found = client.api.containers(filters={"label": label, "status": "running"})
+    return {item["Names"][0].lstrip("/") for item in found}
+
+
+def container_ids(client: docker.DockerClient, fingerprint: str) -> dict[str, str]:
+    label = f"{LABEL_FINGERPRINT}={fingerprint}"
+    found = client.api.containers(all=True, filters={"label": label})
+    return {item["Names"][0].lstrip("/"): item["Id"] for item in found}
+
+
+def remove_all(client: docker.DockerClient, fingerprint: str) -> None:
+    label = f"{LABEL_FINGERPRINT}={fingerprint}"
+    for item in client.api.containers(all=True, filters={"label": label}):
+        client.api.remove_container(item["Id"], force=True, v=True)
+
+
+def test_backend_errors_at_boot_are_waited_out_with_backoff(
+    emulator: Emulator,
+    mqtt_broker: Broker,
+    fingerprint: str,
+    edges: EdgeProcesses,
+    driver_image: str,
+    docker_client: docker.DockerClient,
+    tmp_path: Path,
+) -> None:
+    """A backend answering 500 keeps the daemon waiting (shown by status) and
+    retrying with growing, capped delays; once it answers, the edge registers
+    and the drivers start, with the config files untouched."""
+    example = example_environment(fingerprint)
+    edge = prepare_edge(
+        edges,
+        tmp_path,
+        emulator=emulator,
+        broker=mqtt_broker,
+        fingerprint=fingerprint,
+        example=example,
+        env={
+            # One request per attempt, so the gaps are the daemon's backoff.
+            "CYBERWAVE_REST_RETRIES": "0",
+            "CYBERWAVE_BACKOFF_INITIAL_SECONDS": "0.2",
+            "CYBERWAVE_BACKOFF_MAX_SECONDS": "1.5",
+        },
+    )
+    before = tree_snapshot(edge.config_dir)
+    emulator.fault(r"^/api/v1/users/workspaces$", method="GET", status=500)
+    edge.start()
+
+    def token_checks() -> list[float]:
+        found = emulator.requests("GET", r"^/api/v1/users/workspaces$")
+        return [r.timestamp for r in found]
+
+    edge.wait_for(
+        lambda: len(token_checks()) >= 7,
+        timeout=STARTUP_TIMEOUT,
+        what="seven token checks",
+    )
+    daemon = check(edge.status_json(), "daemon")
+    assert daemon["ok"] is False
+    assert "waiting for the backend" in daemon["detail"]
+    assert "HTTP 500" in daemon["detail"]
+    assert not emulator.requests("POST", r"^/api/v1/edges")
+
+    times = token_checks()[:7]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    # Nominal gaps 0.2, 0.4, 0.8, 1.5, 1.5, 1.5 (each ±20 % jitter).
+    assert gaps[1] > gaps[0]
+    assert gaps[3] > 2 * gaps[0]
+    assert gaps[5] < 2 * gaps[4], f"the delay kept doubling past the cap: {gaps}"
+    assert edge.running
+
+    emulator.clear_faults()
+    expected = {container_name(t) for t in example.drivers}
+    edge.wait_for(
+        lambda: running_names(docker_client, fingerprint) == expected,
+        timeout=STARTUP_TIMEOUT,
+        what="the drivers after the backend came back",
+    )
+    assert emulator.edge_by_fingerprint(fingerprint) is not None
+    assert check(edge.status_json(), "daemon")["ok"] is True
+    after = tree_snapshot(edge.config_dir)
+    for name in CONFIG_FILES:
+        assert after[name] == before[name], name
+    for path in edge.config_dir.glob("*.json"):
+        json.loads(path.read_text())
+
+
+def test_boot_without_backend_starts_the_persisted_drivers(
+    emulator: Emulator,
+    mqtt_broker: Broker,
+    fingerprint: str,
+    edges: EdgeProcesses,
+    driver_image: str,
+    docker_client: docker.DockerClient,
+    tmp_path: Path,
+) -> None:
+    """With the backend unreachable at boot, the drivers of the desired state
+    saved by the previous run start anyway, and are adopted once the backend
+    answers again."""
+    example = example_environment(fingerprint)
+    edge = prepare_edge(
+        edges,
+        tmp_path,
+        emulator=emulator,
+        broker=mqtt_broker,
+        fingerprint=fingerprint,
+        example=example,
+    )
+    edge.start()
+    edge.wait_for_log("bootstrap health publisher stopped", timeout=STARTUP_TIMEOUT)
+    assert edge.stop(timeout=10) == 0
+
+    saved = edge.config_dir / "desired-state.json"
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    state = json.loads(saved.read_text())
+    assert state["environment_uuid"] == example.environment_uuid
+    assert {t["uuid"] for t in state["twins"]} >= set(example.linked)
+    assert emulator.token not in saved.read_text()
+
+    remove_all(docker_client, fingerprint)
+    emulator.stop()
+    edge.start()
+
+    edge.wait_for_log(
+        "starting drivers from the desired state", timeout=STARTUP_TIMEOUT
+    )
+    expected = {container_name(t) for t in example.drivers}
+    edge.wait_for(
+        lambda: running_names(docker_client, fingerprint) == expected,
+        timeout=STARTUP_TIMEOUT,
+        what="the persisted drivers",
+    )
+    daemon = check(edge.status_json(), "daemon")
+    assert daemon["ok"] is False
+    assert "waiting for the backend" in daemon["detail"]
+    ids = container_ids(docker_client, fingerprint)
+
+    # The backend comes back on the same address: the edge registers and
+    # adopts what the persisted state started.
+    back = Emulator(tokens=[emulator.token], port=emulator.port)
+    back.start()
+    try:
+        back.load_environment(example.fixture, fingerprint)
+        edge.wait_for(
+            lambda: edge.log_text().count("driver pass done") >= 2,
+            timeout=STARTUP_TIMEOUT,
+            what="a pass with the backend back",
+        )
+        assert back.edge_by_fingerprint(fingerprint) is not None
+        assert container_ids(docker_client, fingerprint) == ids
+        for twin_uuid in example.drivers:
+            assert f"adopted running container {container_name(twin_uuid)}" in (
+                edge.log_text()
+            )
+        assert check(edge.status_json(), "daemon")["ok"] is True
+    finally:
+        back.stop()
+
+
+def test_unreachable_broker_does_not_hold_drivers_back(
+    emulator: Emulator,
+    mqtt_broker: Broker,
+    fingerprint: str,
+    edges: EdgeProcesses,
+    driver_image: str,
+    docker_client: docker.DockerClient,
+    tmp_path: Path,
+) -> None:
+    """With no broker on the configured port the drivers still start; a
+    broker started there later gets the session and the driver logs."""
+    port = free_port()
+    example = example_environment(fingerprint, robot_script=TICKING_SCRIPT)
+    edge = prepare_edge(
+        edges,
+        tmp_path,
+        emulator=emulator,
+        broker=mqtt_broker,
+        broker_port=port,
+        fingerprint=fingerprint,
+        example=example,
+    )
+    edge.start()
+    warning = edge.wait_for_log(f"127.0.0.1:{port}", timeout=STARTUP_TIMEOUT)
+    assert "[WARNING]" in warning
+    expected = {container_name(t) for t in example.drivers}
+    edge.wait_for(
+        lambda: running_names(docker_client, fingerprint) == expected,
+        timeout=STARTUP_TIMEOUT,
+        what="the drivers without a broker",
+    )
+    assert edge.running
+
+    late = Broker(log_connects=True, workdir=tmp_path / "late-broker")
+    late.port = port
+    late.start()
+    try:
+        assert late.port == port
+        edge.wait_for(
+            lambda: late.connect_count() >= 1,
+            timeout=STARTUP_TIMEOUT,
+            what="the edge core's CONNECT",
+        )
+        topic = f"cyberwave/twin/{example.robot}/driverlog"
+        with Recorder(late) as recorder:
+            recorder.wait_for(
+                lambda seen: any(
+                    m.topic == topic
+                    and isinstance(m.payload, dict)
+                    and m.payload.get("message") == "INFO tick"
+                    for m in seen
+                ),
+                timeout=STARTUP_TIMEOUT,
+                what="driver log lines on the late broker",
+            )
+        edge.wait_for(
+            lambda: (edge.state() or {}).get("mqtt_connected") is True,
+            timeout=STARTUP_TIMEOUT,
+            what="the daemon to report the session",
+        )
+    finally:
+        late.close()
+
+
+def test_tls_broker_is_verified_and_used(
+    emulator: Emulator,
+    mqtt_broker_tls: Broker,
+    fingerprint: str,
+    edges: EdgeProcesses,
+    driver_image: str,
+    tmp_path: Path,
+) -> None:
+    """With CYBERWAVE_MQTT_USE_TLS and the broker's CA, the session connects
+    over TLS and health and driver logs are published through it."""
+    assert mqtt_broker_tls.ca_cert is not None
+    example = example_environment(fingerprint)
+    with Recorder(mqtt_broker_tls) as recorder:
+        edge = prepare_edge(
+            edges,
+            tmp_path,
+            emulator=emulator,
+            broker=mqtt_broker_tls,
+            fingerprint=fingerprint,
+            example=example,
+            env={
+                "CYBERWAVE_MQTT_USE_TLS": "true",
+                "CYBERWAVE_MQTT_TLS_CA_CERT": mqtt_broker_tls.ca_cert,
+            },
+        )
+        edge.start()
+        robot = example.robot
+        recorder.wait_for(
+            lambda seen: (
+                {
+                    f"cyberwave/twin/{robot}/edge_health",
+                    f"cyberwave/twin/{robot}/driverlog",
+                }
+                <= {m.topic for m in seen}
+            ),
+            timeout=STARTUP_TIMEOUT,
+            what="edge_health and driverlog over TLS",
+        )
+    assert "[WARNING]" not in edge.log_text()
+    assert mqtt_broker_tls.connect_count() >= 2
