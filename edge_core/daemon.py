@@ -286,8 +286,7 @@ class Daemon:
             self._cloud.check_token()
         except AuthError as exc:
             log.error(
-                "the backend rejected the API token in %s: %s; run "
-                '"sudo cyberwave edge install" to log in again',
+                "the API token in %s was rejected: %s",
                 self.credentials.path,
                 exc,
             )
@@ -325,7 +324,7 @@ class Daemon:
             runtime = DockerRuntime.connect()
         except RuntimeUnavailable as exc:
             delay = self._docker_backoff.failed(self._clock())
-            log.warning("%s; retrying in %.0f s", exc, delay)
+            log.warning("%s; retrying in %.1f s", exc, delay)
             return False
         self._docker_backoff.reset()
         self._runtime = runtime
@@ -373,12 +372,12 @@ class Daemon:
         self._phase = "waiting_for_backend"
         if first:
             log.warning(
-                "backend unavailable: %s; waiting for it, retrying in %.0f s",
+                "backend unavailable: %s; waiting for it, retrying in %.1f s",
                 exc,
                 delay,
             )
         else:
-            log.info("backend still unavailable (%s); next try in %.0f s", exc, delay)
+            log.info("backend still unavailable (%s); next try in %.1f s", exc, delay)
         self._write_state()
 
     def _try_register(self) -> bool:
@@ -530,10 +529,11 @@ class Daemon:
             return
         self._last_result = result
         running = sum(1 for d in result.drivers if d.outcome in ("running", "adopted"))
+        failed = sum(1 for d in result.drivers if d.outcome == "failed")
         log.info(
-            "driver pass done: %d of %d driver container(s) running",
+            "driver pass done: %d driver container(s) running, %d driver(s) failed",
             running,
-            len(result.drivers),
+            failed,
         )
         if result.all_running and self._health is not None:
             self._health.stop()

@@ -16,14 +16,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edge_core.cloud import topics
 from edge_core.drivers.logs import FollowTarget, LogForwarder, Publish
-from edge_core.drivers.planner import Launch, plan
+from edge_core.drivers.planner import Launch, Plan, plan
 from edge_core.drivers.pulls import PullReporter, PullTarget
 from edge_core.errors import ContainerError, EdgeCoreError
 from edge_core.model.desired import (
@@ -57,6 +57,15 @@ class PassOptions:
     probe_timeout: float = 120.0
     probe_interval: float = 1.0
     remove_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class ImageReady:
+    """An image made present: the ids to hash with, or why it is missing."""
+
+    image_ids: Mapping[str, str | None]
+    substitutes: Mapping[str, str]
+    error: ContainerError | None
 
 
 @dataclass(frozen=True)
@@ -140,19 +149,12 @@ class DriverReconciler:
             )
 
         draft = build({}, {})
-        image_ids, image_errors = self._ensure_images(draft.specs, pull=pull)
-        substitutes = self._fallbacks(
-            draft.image_fallbacks, image_ids, image_errors, pull=pull
-        )
-        desired = build(image_ids, substitutes)
-
         statuses: dict[str, DriverStatus] = {}
-        for failure in desired.failures:
-            name = f"twin {failure.twin_uuid[:8]}"
+        for failure in draft.failures:
             log.error(
                 "driver of twin %s cannot start: %s", failure.twin_uuid, failure.reason
             )
-            statuses[name] = DriverStatus(
+            statuses[f"twin {failure.twin_uuid}"] = DriverStatus(
                 twin_uuid=failure.twin_uuid,
                 container_name="",
                 image="",
@@ -161,48 +163,76 @@ class DriverReconciler:
                 reason=f"{failure.title}: {failure.reason}",
             )
 
-        launchable: list[ContainerSpec] = []
-        for spec in desired.specs:
-            error = image_errors.get(spec.image)
-            if error is None:
-                launchable.append(spec)
-                continue
-            statuses[spec.name] = DriverStatus(
-                twin_uuid=spec.twin_uuid,
-                container_name=spec.name,
-                image=spec.image,
-                outcome="failed",
-                phase=error.phase,
-                reason=str(error),
-            )
-
-        current = self._runtime.list_managed(opts.fingerprint)
-        steps = plan(launchable, current)
-        for name in steps.orphans:
+        current = {c.name: c for c in self._runtime.list_managed(opts.fingerprint)}
+        orphans = plan(draft.specs, current.values()).orphans
+        for name in orphans:
             log.info("ignoring orphan container %s: its twin is no longer linked", name)
-        by_name = {spec.name: spec for spec in launchable}
-        for name in steps.adopted:
-            spec = by_name[name]
-            log.info("adopted running container %s", name)
-            statuses[name] = self._status(spec, "adopted")
-            self._follow(spec)
-        for name in steps.waiting:
-            statuses[name] = self._status(
-                by_name[name], "waiting", reason="Docker is restarting it"
-            )
 
-        with ThreadPoolExecutor(
-            max_workers=max(1, opts.parallelism), thread_name_prefix="launch"
-        ) as pool:
-            for status in pool.map(self._launch, steps.launches):
+        # Each driver launches as soon as its own image is ready, so a slow
+        # or stalled pull holds back only the drivers that need that image.
+        groups: dict[str, list[ContainerSpec]] = {}
+        for spec in draft.specs:
+            groups.setdefault(spec.image, []).append(spec)
+        workers = max(1, opts.parallelism)
+        with (
+            ThreadPoolExecutor(workers, thread_name_prefix="pull") as pulls,
+            ThreadPoolExecutor(workers, thread_name_prefix="launch") as launches,
+        ):
+            pending = {
+                pulls.submit(
+                    self._prepare_image,
+                    image,
+                    specs,
+                    fallback=draft.image_fallbacks.get(image),
+                    pull=pull,
+                ): image
+                for image, specs in groups.items()
+            }
+            started: list[Future[DriverStatus]] = []
+            for future in as_completed(pending):
+                image = pending[future]
+                ready = future.result()
+                names = {spec.name for spec in groups[image]}
+                if ready.error is not None:
+                    for spec in groups[image]:
+                        statuses[spec.name] = self._status(
+                            spec,
+                            "failed",
+                            phase=ready.error.phase,
+                            reason=str(ready.error),
+                        )
+                    continue
+                desired = build(ready.image_ids, ready.substitutes)
+                specs = [spec for spec in desired.specs if spec.name in names]
+                steps = plan(specs, [current[n] for n in names if n in current])
+                statuses.update(self._settled(steps, specs))
+                started += [launches.submit(self._launch, s) for s in steps.launches]
+            for launched in started:
+                status = launched.result()
                 statuses[status.container_name] = status
 
         return PassResult(
             linked=tuple(str(t.uuid) for t in topology.linked),
             drivers=tuple(statuses.values()),
-            orphans=steps.orphans,
+            orphans=orphans,
             written=written,
         )
+
+    def _settled(
+        self, steps: Plan, specs: Sequence[ContainerSpec]
+    ) -> dict[str, DriverStatus]:
+        """Statuses of the containers the plan leaves as they are."""
+        by_name = {spec.name: spec for spec in specs}
+        statuses: dict[str, DriverStatus] = {}
+        for name in steps.adopted:
+            log.info("adopted running container %s", name)
+            statuses[name] = self._status(by_name[name], "adopted")
+            self._follow(by_name[name])
+        for name in steps.waiting:
+            statuses[name] = self._status(
+                by_name[name], "waiting", reason="Docker is restarting it"
+            )
+        return statuses
 
     # -- twin files -----------------------------------------------------
 
@@ -229,75 +259,56 @@ class DriverReconciler:
 
     # -- images ---------------------------------------------------------
 
-    def _ensure_images(
-        self, specs: Sequence[ContainerSpec], *, pull: bool
-    ) -> tuple[dict[str, str | None], dict[str, ContainerError]]:
-        targets: dict[str, list[PullTarget]] = {}
-        for spec in specs:
-            topic = topics.driverlog(self._options.topic_prefix, spec.twin_uuid)
-            targets.setdefault(spec.image, []).append(PullTarget(topic, spec.name))
-
-        def ensure(image: str) -> tuple[str, str | None, ContainerError | None]:
-            reporter = PullReporter(
-                image, targets[image], self._publish, version=self._options.version
-            )
-            reporter.started()
-            try:
-                result = self._runtime.ensure_image(
-                    image,
-                    on_progress=lambda ev: reporter.event(
-                        ev.layer, ev.status, ev.current, ev.total
-                    ),
-                    stall_timeout=self._options.pull_stall_timeout,
-                    always_pull=pull,
-                )
-            except ContainerError as exc:
-                log.error("image %s is not available: %s", image, exc)
-                reporter.failed(str(exc), timed_out=exc.phase == "pull_timeout")
-                return image, None, exc
-            reporter.completed(pulled=result.pulled, warning=result.warning)
-            return image, result.image_id, None
-
-        ids: dict[str, str | None] = {}
-        errors: dict[str, ContainerError] = {}
-        if not targets:
-            return ids, errors
-        workers = max(1, min(self._options.parallelism, len(targets)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pull") as pool:
-            for image, image_id, error in pool.map(ensure, list(targets)):
-                ids[image] = image_id
-                if error is not None:
-                    errors[image] = error
-        return ids, errors
-
-    def _fallbacks(
+    def _prepare_image(
         self,
-        fallbacks: Mapping[str, str],
-        image_ids: dict[str, str | None],
-        errors: dict[str, ContainerError],
+        image: str,
+        specs: Sequence[ContainerSpec],
         *,
+        fallback: str | None,
         pull: bool,
-    ) -> dict[str, str]:
-        """Original tags to use where a Jetson build could not be had."""
-        substitutes: dict[str, str] = {}
-        for image, original in fallbacks.items():
-            if image not in errors:
-                continue
-            log.info("no Jetson build %s; falling back to %s", image, original)
-            try:
-                result = self._runtime.ensure_image(
-                    original,
-                    on_progress=lambda _event: None,
-                    stall_timeout=self._options.pull_stall_timeout,
-                    always_pull=pull,
-                )
-            except ContainerError as exc:
-                log.error("image %s is not available either: %s", original, exc)
-                continue
-            del errors[image]
-            image_ids[original] = result.image_id
-            substitutes[image] = original
-        return substitutes
+    ) -> ImageReady:
+        """Make ``image`` present (or its fallback); never raises."""
+        targets = [
+            PullTarget(
+                topics.driverlog(self._options.topic_prefix, spec.twin_uuid), spec.name
+            )
+            for spec in specs
+        ]
+        try:
+            image_id = self._ensure(image, targets, pull=pull)
+            return ImageReady({image: image_id}, {}, None)
+        except ContainerError as exc:
+            if fallback is None:
+                return ImageReady({}, {}, exc)
+            log.info(
+                "no Jetson build %s (%s); falling back to %s", image, exc, fallback
+            )
+        try:
+            image_id = self._ensure(fallback, targets, pull=pull)
+        except ContainerError as exc:
+            return ImageReady({}, {}, exc)
+        return ImageReady({fallback: image_id}, {image: fallback}, None)
+
+    def _ensure(self, image: str, targets: Sequence[PullTarget], *, pull: bool) -> str:
+        reporter = PullReporter(
+            image, targets, self._publish, version=self._options.version
+        )
+        reporter.started()
+        try:
+            result = self._runtime.ensure_image(
+                image,
+                on_progress=lambda ev: reporter.event(
+                    ev.layer, ev.status, ev.current, ev.total
+                ),
+                stall_timeout=self._options.pull_stall_timeout,
+                always_pull=pull,
+            )
+        except ContainerError as exc:
+            log.error("image %s is not available: %s", image, exc)
+            reporter.failed(str(exc), timed_out=exc.phase == "pull_timeout")
+            raise
+        reporter.completed(pulled=result.pulled, warning=result.warning)
+        return result.image_id
 
     # -- launches -------------------------------------------------------
 

@@ -212,3 +212,40 @@ def test_default_privileged_launch_names_the_setting_when_refused(
     assert all("CYBERWAVE_DRIVER_PRIVILEGED" in line for line in errors)
     assert check(report, "daemon")["ok"] is True
     assert edge.running
+
+
+def test_stalled_pull_holds_back_only_its_own_driver(
+    emulator: Emulator,
+    mqtt_broker: Broker,
+    fingerprint: str,
+    edges: EdgeProcesses,
+    docker_client: docker.DockerClient,
+    driver_image: str,
+    stalled_registry: Any,
+    tmp_path: Path,
+) -> None:
+    """A driver whose image is local runs while another driver's pull stalls."""
+    stalled = f"{stalled_registry.address}/cw-test/stuck-driver:1"
+    example = example_environment(
+        fingerprint, robot_image=driver_image, camera_image=stalled
+    )
+    edge = prepare_edge(
+        edges,
+        tmp_path,
+        emulator=emulator,
+        broker=mqtt_broker,
+        fingerprint=fingerprint,
+        example=example,
+        env={"CYBERWAVE_DOCKER_PULL_TIMEOUT_SECONDS": "600"},
+    )
+    edge.start()
+    robot = container_name(example.robot)
+    edge.wait_for(
+        lambda: robot in running_names(docker_client, fingerprint),
+        timeout=STARTUP_TIMEOUT,
+        what="the robot driver running beside the stalled pull",
+    )
+    assert "driver pass done" not in edge.log_text()
+    assert container_name(example.overhead) not in running_names(
+        docker_client, fingerprint
+    )
