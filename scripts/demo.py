@@ -13,6 +13,7 @@ Run it through ``scripts/demo``, which installs what is missing first.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -69,7 +70,9 @@ def free_port() -> int:
 
 
 def say(message: str) -> None:
-    print(f"demo: {message}", flush=True)
+    # The reader may be gone (a pipe closed by Ctrl-C); cleanup must go on.
+    with contextlib.suppress(OSError):
+        print(f"demo: {message}", flush=True)
 
 
 def busybox_tar(script: str) -> bytes:
@@ -227,6 +230,43 @@ def wait_for_drivers(
     raise SystemExit("demo: drivers did not come up in time; see .demo/edge-core.log")
 
 
+def cleanup(
+    client: docker.DockerClient,
+    fingerprint: str,
+    edge: subprocess.Popen[bytes] | None,
+    processes: list[subprocess.Popen[bytes]],
+    broker: Broker,
+    registry_prefix: str | None,
+) -> None:
+    """Remove what the demo started; each step runs even if another fails."""
+    if edge is not None and edge.poll() is None:
+        edge.send_signal(signal.SIGTERM)
+        try:
+            edge.wait(15)
+        except subprocess.TimeoutExpired:
+            edge.kill()
+    label = f"{FINGERPRINT_LABEL}={fingerprint}"
+    for container in client.containers.list(all=True, filters={"label": label}):
+        try:
+            container.remove(force=True, v=True)
+            say(f"removed {container.name}")
+        except docker.errors.APIError as exc:
+            say(f"could not remove {container.name}: {exc}")
+    if registry_prefix is not None:
+        for image in client.images.list():
+            for tag in image.tags:
+                if tag.startswith(registry_prefix):
+                    with contextlib.suppress(docker.errors.APIError):
+                        client.images.remove(tag)
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    broker.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -245,8 +285,10 @@ def main() -> int:
     processes: list[subprocess.Popen[bytes]] = []
     broker = Broker()
     edge: subprocess.Popen[bytes] | None = None
+    registry_prefix: str | None = None
     try:
         registry = f"127.0.0.1:{free_port()}"
+        registry_prefix = f"{registry}/"
         processes.append(start_registry(int(registry.rsplit(":", 1)[1])))
         publish_images(client, registry)
 
@@ -317,7 +359,9 @@ def main() -> int:
         )
         say(f"edge core started (fingerprint {fingerprint}); log: .demo/edge-core.log")
         wait_for_drivers(edge, env, expected=2, timeout=120)
-        say("drivers are running; status:")
+        say("drivers are running; status (run it yourself with")
+        command = ".venv/bin/cyberwave-edge-core status"
+        say(f"  CYBERWAVE_EDGE_CONFIG_DIR={config_dir} {command}):")
         subprocess.run(
             [sys.executable, "-m", "edge_core", "status"], env=env, check=False
         )
@@ -339,19 +383,10 @@ def main() -> int:
         say("the edge core exited by itself; see .demo/edge-core.log")
         return 1
     finally:
+        # A second Ctrl-C must not cut the cleanup short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         say("cleaning up")
-        if edge is not None and edge.poll() is None:
-            edge.send_signal(signal.SIGTERM)
-            edge.wait(15)
-        for container in client.containers.list(
-            all=True, filters={"label": f"{FINGERPRINT_LABEL}={fingerprint}"}
-        ):
-            container.remove(force=True, v=True)
-            say(f"removed {container.name}")
-        for process in processes:
-            process.terminate()
-            process.wait(10)
-        broker.stop()
+        cleanup(client, fingerprint, edge, processes, broker, registry_prefix)
 
 
 if __name__ == "__main__":

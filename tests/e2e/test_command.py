@@ -80,7 +80,7 @@ def broker() -> Iterator[Broker]:
     server = Broker()
     server.start()
     yield server
-    server.stop()
+    server.close()
 
 
 def run_env(config_dir: Path) -> dict[str, str]:
