@@ -1,0 +1,1 @@
+"""Benchmarks of cyberwave-edge-core, run on real parts (see bench/README.md)."""
