@@ -22,10 +22,11 @@ import threading
 import time
 from collections.abc import Callable, MutableMapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 from edge_core import __version__, systemd
 from edge_core.cloud import topics
@@ -68,7 +69,7 @@ from edge_core.host.metrics import HostMetricsSampler, host_facts
 from edge_core.host.platform import PlatformFacts, detect_platform, profile_keys
 from edge_core.logsetup import RedactingFilter, configure_logging, format_exception_line
 from edge_core.model.desired import DriverContext, LaunchContext
-from edge_core.model.linkage import is_linked
+from edge_core.model.linkage import is_linked, linked_twins
 from edge_core.presence import DiscoverKeepalive, register
 from edge_core.runtime.docker import DockerRuntime, EngineFacts
 from edge_core.state import DaemonState, state_path
@@ -79,6 +80,16 @@ log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_FATAL = 1
+
+T = TypeVar("T")
+
+# How often the main thread looks at the stop flag while it waits for a
+# backend or broker call running on the helper thread.
+_STOP_POLL_SECONDS = 0.1
+
+
+class _Stopping(Exception):
+    """A stop was requested while the main thread waited for a slow call."""
 
 
 @dataclass
@@ -225,6 +236,10 @@ class Daemon:
         self._keepalive: DiscoverKeepalive | None = None
         self._health: BootstrapHealthPublisher | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pass")
+        # Backend and broker calls can hang for minutes (no answer, long
+        # timeouts and retries); they run here so SIGTERM is answered at once.
+        self._calls = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cloud")
+        self._sync_due = 0.0
         self._pass: Future[PassResult] | None = None
         self._edge: dict[str, Any] | None = None
         self._registration = Backoff(settings.backoff_initial, settings.backoff_max)
@@ -238,6 +253,7 @@ class Daemon:
         self._last_result: PassResult | None = None
         self._linked: tuple[str, ...] = ()
         self._written_state: dict[str, Any] | None = None
+        self._state_error: str | None = None
 
     # -- tokens ---------------------------------------------------------
 
@@ -273,17 +289,36 @@ class Daemon:
             )
             self._loop()
             return EXIT_OK
+        except _Stopping:
+            return EXIT_OK
         finally:
             self._shutdown()
 
+    def _wait_for(self, call: Callable[[], T]) -> T:
+        """Run a blocking call on the helper thread; raise _Stopping on a stop.
+
+        The call itself is abandoned, not interrupted: the process exits
+        without waiting for it.
+        """
+        future = self._calls.submit(call)
+        while True:
+            try:
+                return future.result(timeout=_STOP_POLL_SECONDS)
+            except FuturesTimeout:
+                # The call itself may have raised a TimeoutError.
+                if future.done():
+                    raise
+                if self._stop.is_set():
+                    raise _Stopping from None
+
     def _boot(self) -> int | None:
         self._write_state()
-        self._check_broker()
+        self._wait_for(self._check_broker)
         self._mqtt.start()
         self._connect_docker()
 
         try:
-            self._cloud.check_token()
+            self._wait_for(self._cloud.check_token)
         except AuthError as exc:
             log.error(
                 "the API token in %s was rejected: %s",
@@ -388,8 +423,10 @@ class Daemon:
             return False
         try:
             if self._backend_error is not None:
-                self._cloud.check_token()
-            self._edge = register(self._cloud, self._config_dir, self.fingerprint)
+                self._wait_for(self._cloud.check_token)
+            self._edge = self._wait_for(
+                lambda: register(self._cloud, self._config_dir, self.fingerprint)
+            )
         except BackendUnavailable as exc:
             self._backend_down(exc)
             return False
@@ -487,15 +524,10 @@ class Daemon:
     def _submit_pass(self, snapshot: Snapshot, *, pull: bool) -> None:
         if self._reconciler is None or self._pass is not None:
             return
-        linked = tuple(
-            str(t.get("uuid"))
-            for t in snapshot.twins
-            if is_linked(
-                t.get("metadata") if isinstance(t.get("metadata"), dict) else {},
-                self.fingerprint,
-            )
+        # The model's views drop duplicates and uuids unfit for a topic.
+        self._linked = tuple(
+            twin.uuid for twin in linked_twins(snapshot.twins, self.fingerprint)
         )
-        self._linked = linked
         self._ensure_health_publisher()
         reconciler = self._reconciler
         self._pass = self._pool.submit(
@@ -526,6 +558,9 @@ class Daemon:
         except Exception:
             log.exception("driver pass failed; it will run again next cycle")
             self._synced_environment = None
+            # The done callback wakes the loop at once; a pass that fails the
+            # same way every time must not run back to back.
+            self._sync_due = self._clock() + self.settings.reconcile_interval
             return
         self._last_result = result
         running = sum(1 for d in result.drivers if d.outcome in ("running", "adopted"))
@@ -563,8 +598,10 @@ class Daemon:
             return
         if self._synced_environment == environment.uuid:
             return
+        if self._clock() < self._sync_due:
+            return
         try:
-            snapshot = self._fetch(environment)
+            snapshot = self._wait_for(lambda: self._fetch(environment))
         except BackendUnavailable as exc:
             log.warning(
                 "could not download environment %s: %s; retrying in %.0f s",
@@ -597,6 +634,8 @@ class Daemon:
         while not self._stop.is_set():
             try:
                 self._tick()
+            except _Stopping:
+                return
             except Exception:
                 log.exception("loop iteration failed; continuing next cycle")
             self._wake.wait(self._next_wait(interval))
@@ -653,8 +692,20 @@ class Daemon:
                 path.parent.chmod(0o755)
             atomic_write_json(path, document, mode=0o644)
         except OSError as exc:
-            log.warning("could not write %s: %s", path, exc)
+            # Tried again every cycle; a full disk is said once, not 240 times
+            # an hour.
+            if str(exc) != self._state_error:
+                log.warning(
+                    "could not write %s: %s; status cannot show this daemon's "
+                    "state until it can (free some space or fix permissions)",
+                    path,
+                    format_exception_line(exc),
+                )
+            self._state_error = str(exc)
             return
+        if self._state_error is not None:
+            log.info("%s is written again", path)
+        self._state_error = None
         self._written_state = comparable
 
     def _shutdown(self) -> None:
@@ -663,6 +714,7 @@ class Daemon:
         if self._phase != "token_rejected":
             self._phase = "stopped"
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._calls.shutdown(wait=False, cancel_futures=True)
         for part in (self._health, self._keepalive, self._forwarder):
             if part is not None:
                 part.stop()

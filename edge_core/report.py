@@ -47,13 +47,26 @@ class Check:
     fix: str | None = None
 
 
+ORPHAN_NOTE = "orphan: its twin is no longer linked (remove with docker rm)"
+MISSING_STATE = "missing"
+
+
 @dataclass(frozen=True)
 class ContainerRow:
+    """One driver container, or a driver that should have one."""
+
     name: str
     twin_uuid: str | None
     image: str
     state: str
     note: str = ""
+
+    @property
+    def ok(self) -> bool | None:
+        """True when it runs as wanted, None for an orphan, else False."""
+        if self.note == ORPHAN_NOTE:
+            return None
+        return self.state == "running" and not self.note
 
 
 @dataclass(frozen=True)
@@ -68,10 +81,13 @@ class StatusReport:
 
     @property
     def healthy(self) -> bool:
-        return all(check.ok is not False for check in self.checks)
+        """No check failed and every driver container runs as wanted."""
+        checks = all(check.ok is not False for check in self.checks)
+        return checks and all(row.ok is not False for row in self.containers)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self) | {"healthy": self.healthy}
+        rows = [asdict(row) | {"ok": row.ok} for row in self.containers]
+        return asdict(self) | {"containers": rows, "healthy": self.healthy}
 
 
 def _credentials(config_dir: Path) -> tuple[Credentials | None, Check]:
@@ -211,7 +227,7 @@ def _containers(
         note = ""
         outcome = outcomes.get(view.name)
         if view.name in orphans:
-            note = "orphan: its twin is no longer linked (remove with docker rm)"
+            note = ORPHAN_NOTE
         elif outcome is not None and outcome.outcome == "failed":
             note = f"failed: {outcome.reason}"
         rows.append(
@@ -225,7 +241,9 @@ def _containers(
         )
     present = {row.name for row in rows}
     for name, outcome in outcomes.items():
-        if outcome.outcome == "failed" and name not in present:
+        if name in present:
+            continue
+        if outcome.outcome == "failed":
             rows.append(
                 ContainerRow(
                     outcome.container_name,
@@ -233,6 +251,18 @@ def _containers(
                     outcome.image,
                     "not running",
                     f"failed ({outcome.phase}): {outcome.reason}",
+                )
+            )
+        elif outcome.container_name:
+            # Started or adopted by the daemon, gone from the engine since.
+            rows.append(
+                ContainerRow(
+                    outcome.container_name,
+                    outcome.twin_uuid,
+                    outcome.image,
+                    MISSING_STATE,
+                    "removed outside the edge core; restart the edge core "
+                    "(sudo systemctl restart cyberwave-edge-core) to start it again",
                 )
             )
     detail = f"{len(views)} managed container(s)"

@@ -35,15 +35,11 @@ def render(report: StatusReport, console: Console) -> None:
         table.add_column(no_wrap=True)
         table.add_column(overflow="fold")
         for row in report.containers:
-            ok = row.state == "running" and not row.note
             detail = row.image + (f"\n[dim]→ {row.note}[/]" if row.note else "")
             color = "green" if row.state == "running" else "red"
-            table.add_row(
-                _MARK[ok if ok else (None if "orphan" in row.note else False)],
-                row.name,
-                f"[{color}]{row.state}[/]",
-                detail,
-            )
+            # A twin whose metadata never became a container has no name.
+            name = row.name or f"twin {(row.twin_uuid or '?')[:8]}"
+            table.add_row(_MARK[row.ok], name, f"[{color}]{row.state}[/]", detail)
         console.print(table)
     for warning in report.warnings:
         console.print(f"[yellow]warning:[/] {warning}")

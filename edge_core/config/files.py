@@ -96,6 +96,7 @@ def rewrite_in_place(path: Path, data: bytes, *, mode: int = 0o644) -> None:
 
     try:
         old_size = os.fstat(fd).st_size
+        _reserve(fd, old_size, len(data))
         padded = data + b" " * max(0, old_size - len(data))
         _write_all(fd, padded)
         os.ftruncate(fd, len(data))
@@ -103,6 +104,23 @@ def rewrite_in_place(path: Path, data: bytes, *, mode: int = 0o644) -> None:
         os.fchmod(fd, mode)
     finally:
         os.close(fd)
+
+
+def _reserve(fd: int, old_size: int, new_size: int) -> None:
+    """Allocate the blocks a longer content needs before a byte is changed.
+
+    On a full disk the in-place write would otherwise stop half-way and
+    leave a damaged file; this way it fails with the old content intact.
+    """
+    if new_size <= old_size or not hasattr(os, "posix_fallocate"):
+        return
+    try:
+        os.posix_fallocate(fd, 0, new_size)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            return
+        os.ftruncate(fd, old_size)
+        raise
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,9 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _MQTT_V5 = frozenset({"5", "v5", "mqtt5", "mqttv5"})
 _MQTT_V311 = frozenset({"311", "3", "3.1.1", "v311", "mqtt3", "mqttv311", "v3.1.1"})
+# What the engine's json-file log driver accepts as max-size (10m, 1.5g, 512k).
+_LOG_SIZE = re.compile(r"\d+(\.\d+)? ?([kmgtp]i?b?|b)?", re.IGNORECASE)
+LOGS_OFF = "off"
 
 
 class Kind(enum.Enum):
@@ -51,6 +55,8 @@ class Kind(enum.Enum):
     BOOL = "bool"
     LOG_LEVEL = "log_level"
     MQTT_PROTOCOL = "mqtt_protocol"
+    LOG_SIZE = "log_size"
+    LOG_FILES = "log_files"
 
 
 TEXT, INT, FLOAT, BOOL = Kind.TEXT, Kind.INT, Kind.FLOAT, Kind.BOOL
@@ -140,8 +146,8 @@ VARIABLES: tuple[Var, ...] = (
     Var("CYBERWAVE_DOCKER_PULL_TIMEOUT_SECONDS", "pull_timeout", FLOAT, 600.0, RUNTIME,
         gt=0),
     Var("CYBERWAVE_DRIVER_LOG_COLD_START_TAIL", "driver_log_tail", INT, 500, ge=0),
-    Var("CYBERWAVE_DOCKER_LOG_MAX_SIZE", "docker_log_max_size", TEXT, "10m"),
-    Var("CYBERWAVE_DOCKER_LOG_MAX_FILE", "docker_log_max_file", TEXT, "3"),
+    Var("CYBERWAVE_DOCKER_LOG_MAX_SIZE", "docker_log_max_size", Kind.LOG_SIZE, "10m"),
+    Var("CYBERWAVE_DOCKER_LOG_MAX_FILE", "docker_log_max_file", Kind.LOG_FILES, "3"),
     Var("CYBERWAVE_DRIVER_RESTART_LOOP_THRESHOLD", "driver_restart_loop_threshold",
         INT, 4, ge=1),
     Var("CYBERWAVE_DRIVER_RESTART_LOOP_WINDOW_SECONDS", "driver_restart_loop_window",
@@ -450,6 +456,21 @@ def _mqtt_protocol(text: str) -> int:
     raise _Invalid("is not an MQTT protocol version (5 or 311)")
 
 
+def _log_size(text: str) -> str:
+    if text.lower() == LOGS_OFF:
+        return LOGS_OFF
+    if not _LOG_SIZE.fullmatch(text):
+        raise _Invalid('is not a log size (e.g. 10m, 1g, or "off")')
+    return text
+
+
+def _log_files(text: str) -> str:
+    # The engine refuses every container whose max-file is not a count.
+    if not text.isdigit() or int(text) < 1:
+        raise _Invalid("is not a whole number of at least 1")
+    return text
+
+
 _PARSERS: Mapping[Kind, Callable[[str], Any]] = {
     Kind.TEXT: _text,
     Kind.INT: _integer,
@@ -457,6 +478,8 @@ _PARSERS: Mapping[Kind, Callable[[str], Any]] = {
     Kind.BOOL: _boolean,
     Kind.LOG_LEVEL: _log_level,
     Kind.MQTT_PROTOCOL: _mqtt_protocol,
+    Kind.LOG_SIZE: _log_size,
+    Kind.LOG_FILES: _log_files,
 }
 
 

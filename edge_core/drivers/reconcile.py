@@ -25,7 +25,7 @@ from edge_core.cloud import topics
 from edge_core.drivers.logs import FollowTarget, LogForwarder, Publish
 from edge_core.drivers.planner import Launch, Plan, plan
 from edge_core.drivers.pulls import PullReporter, PullTarget
-from edge_core.errors import ContainerError, EdgeCoreError
+from edge_core.errors import ContainerError, DriverSpecError, EdgeCoreError
 from edge_core.model.desired import (
     DriverContext,
     LaunchContext,
@@ -34,6 +34,7 @@ from edge_core.model.desired import (
 from edge_core.model.linkage import resolve_topology
 from edge_core.model.spec import ContainerSpec
 from edge_core.runtime.docker import DockerRuntime
+from edge_core.runtime.errors import ForeignContainerError
 from edge_core.state import DriverStatus
 from edge_core.twins.files import twin_path, write_twin_file
 
@@ -354,6 +355,13 @@ class DriverReconciler:
                 fingerprint=opts.fingerprint,
                 timeout=opts.probe_timeout,
                 interval=opts.probe_interval,
+            )
+        except (ForeignContainerError, DriverSpecError) as exc:
+            # Nothing of ours was created; a container of someone else that
+            # holds the name must never be touched, so there is no clean-up.
+            log.error("driver %s cannot start: %s", spec.name, exc)
+            return self._status(
+                spec, "failed", phase="docker_create_failed", reason=str(exc)
             )
         except ContainerError as exc:
             log.error("driver %s failed to start: %s", spec.name, exc)

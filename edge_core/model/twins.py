@@ -14,12 +14,17 @@ This module does not decide linkage or driver selection (see
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 RGB_SENSOR_TYPES = frozenset({"rgb", "camera", "rgb_camera", "rgbd"})
 CAMERA_REGISTRY_HINTS = ("standard-cam", "realsense", "camera")
+
+# A twin uuid names a file in the config dir and a container: anything
+# that could leave the directory or that Docker refuses is not an id.
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def as_mapping(value: object) -> Mapping[str, Any]:
@@ -34,6 +39,14 @@ def as_text(value: object) -> str | None:
     if isinstance(value, str) and value.strip():
         return value.strip()
     return None
+
+
+def as_id(value: object) -> str | None:
+    """``value`` stripped when it is usable as a file and container name."""
+    text = as_text(value)
+    if text is None or not _SAFE_ID.fullmatch(text):
+        return None
+    return text
 
 
 def _drivers(metadata: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -58,9 +71,9 @@ class Twin:
 
     @classmethod
     def from_raw(cls, raw: object) -> Twin | None:
-        """The view of one backend twin, or ``None`` when it has no uuid."""
+        """The view of one backend twin, or ``None`` when it has no usable uuid."""
         data = as_mapping(raw)
-        uuid = as_text(data.get("uuid"))
+        uuid = as_id(data.get("uuid"))
         if uuid is None:
             return None
 
