@@ -246,6 +246,7 @@ class Daemon:
         self._docker_backoff = Backoff(settings.backoff_initial, settings.backoff_max)
         self._environment: EnvironmentConfig | None = None
         self._environment_error: str | None = None
+        self._download_error: str | None = None
         self._backend_error: str | None = None
         self._phase = "starting"
         self._snapshot: Snapshot | None = None
@@ -254,6 +255,8 @@ class Daemon:
         self._linked: tuple[str, ...] = ()
         self._written_state: dict[str, Any] | None = None
         self._state_error: str | None = None
+        self._watchdog_every = systemd.watchdog_interval()
+        self._watchdog_at = float("-inf")
 
     # -- tokens ---------------------------------------------------------
 
@@ -310,6 +313,7 @@ class Daemon:
                     raise
                 if self._stop.is_set():
                     raise _Stopping from None
+                self._ping_watchdog()
 
     def _boot(self) -> int | None:
         self._write_state()
@@ -498,13 +502,25 @@ class Daemon:
         self._snapshot = snapshot
         self._submit_pass(snapshot, pull=False)
 
-    def _fetch(self, environment: EnvironmentConfig) -> Snapshot:
+    def _fetch(self, environment: EnvironmentConfig) -> tuple[Snapshot, bool]:
+        """The environment's twins and linked assets; True when complete.
+
+        An asset the backend cannot serve right now is taken from the last
+        snapshot when it has one; otherwise that twin's driver fails alone
+        and the download is tried again next cycle.
+        """
         twins = self._cloud.environment_twins(environment.uuid)
-        assets: dict[str, dict[str, Any]] = {}
+        previous = self._snapshot.assets if self._snapshot else {}
+        assets: dict[str, Any] = {}
+        complete = True
         for twin in twins:
             metadata = twin.get("metadata")
             asset_uuid = twin.get("asset_uuid")
-            if not asset_uuid or asset_uuid in assets:
+            if (
+                not isinstance(asset_uuid, str)
+                or not asset_uuid
+                or asset_uuid in assets
+            ):
                 continue
             if not is_linked(
                 metadata if isinstance(metadata, dict) else {}, self.fingerprint
@@ -519,7 +535,21 @@ class Daemon:
                     twin.get("uuid"),
                     exc,
                 )
-        return desired_state.new_snapshot(environment.uuid, twins, assets)
+            except BackendUnavailable as exc:
+                complete = False
+                if asset_uuid in previous:
+                    assets[asset_uuid] = previous[asset_uuid]
+                log.warning(
+                    "asset %s of twin %s could not be fetched: %s; %s, trying "
+                    "again next cycle",
+                    asset_uuid,
+                    twin.get("uuid"),
+                    exc,
+                    "using the saved copy"
+                    if asset_uuid in previous
+                    else "its driver waits",
+                )
+        return desired_state.new_snapshot(environment.uuid, twins, assets), complete
 
     def _submit_pass(self, snapshot: Snapshot, *, pull: bool) -> None:
         if self._reconciler is None or self._pass is not None:
@@ -601,7 +631,7 @@ class Daemon:
         if self._clock() < self._sync_due:
             return
         try:
-            snapshot = self._wait_for(lambda: self._fetch(environment))
+            snapshot, complete = self._wait_for(lambda: self._fetch(environment))
         except BackendUnavailable as exc:
             log.warning(
                 "could not download environment %s: %s; retrying in %.0f s",
@@ -611,21 +641,27 @@ class Daemon:
             )
             return
         except PermanentError as exc:
-            log.error(
-                "could not download environment %s: %s; check the uuid in %s",
-                environment.uuid,
-                exc,
-                environment.path,
-            )
-            self._environment_error = f"{environment.path}: {exc}"
+            problem = f"{environment.path}: {exc}"
+            if problem != self._download_error:
+                log.error(
+                    "could not download environment %s: %s; check the uuid in %s",
+                    environment.uuid,
+                    exc,
+                    environment.path,
+                )
+            self._download_error = problem
             return
+        self._download_error = None
         try:
             desired_state.save(self._config_dir, snapshot)
         except OSError as exc:
             log.warning("could not save the desired state: %s", exc)
         self._snapshot = snapshot
-        self._synced_environment = environment.uuid
-        self._submit_pass(snapshot, pull=True)
+        if complete:
+            self._synced_environment = environment.uuid
+        else:
+            self._sync_due = self._clock() + self.settings.reconcile_interval
+        self._submit_pass(snapshot, pull=complete)
 
     # -- the loop -------------------------------------------------------
 
@@ -644,13 +680,25 @@ class Daemon:
     def _next_wait(self, interval: float) -> float:
         now = self._clock()
         waits = [interval]
+        if self._watchdog_every is not None:
+            waits.append(self._watchdog_every / 2)
         if self._edge is None and self._registration.due:
             waits.append(max(0.1, self._registration.due - now))
         if self._runtime is None and self._docker_backoff.due:
             waits.append(max(0.1, self._docker_backoff.due - now))
         return min(waits)
 
+    def _ping_watchdog(self) -> None:
+        """Tell systemd's watchdog the process is alive (at most twice a period)."""
+        if self._watchdog_every is None:
+            return
+        now = self._clock()
+        if now - self._watchdog_at >= self._watchdog_every / 2:
+            systemd.notify("WATCHDOG=1")
+            self._watchdog_at = now
+
     def _tick(self) -> None:
+        self._ping_watchdog()
         self._connect_docker()
         self._try_register()
         self._collect_pass()
@@ -672,7 +720,7 @@ class Daemon:
             edge_uuid=(self._edge or {}).get("uuid"),
             environment_uuid=self._environment.uuid if self._environment else None,
             backend_error=self._backend_error,
-            environment_error=self._environment_error,
+            environment_error=self._environment_error or self._download_error,
             mqtt_connected=self._mqtt.is_connected,
             settings_warnings=tuple(self.settings.warnings),
             drivers=result.drivers if result else (),

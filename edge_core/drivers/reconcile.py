@@ -114,6 +114,7 @@ class DriverReconciler:
         self._publish = publish
         self._forwarder = forwarder
         self._clock = clock
+        self._adopted: set[str] = set()
 
     def run_pass(
         self,
@@ -178,6 +179,11 @@ class DriverReconciler:
         with (
             ThreadPoolExecutor(workers, thread_name_prefix="pull") as pulls,
             ThreadPoolExecutor(workers, thread_name_prefix="launch") as launches,
+            # Waiting for a started container to settle costs no engine
+            # work, so it does not hold one of the launch slots.
+            ThreadPoolExecutor(
+                max(1, len(draft.specs)), thread_name_prefix="probe"
+            ) as probes,
         ):
             pending = {
                 pulls.submit(
@@ -189,7 +195,7 @@ class DriverReconciler:
                 ): image
                 for image, specs in groups.items()
             }
-            started: list[Future[DriverStatus]] = []
+            started: list[Future[Future[DriverStatus] | DriverStatus]] = []
             for future in as_completed(pending):
                 image = pending[future]
                 ready = future.result()
@@ -207,9 +213,15 @@ class DriverReconciler:
                 specs = [spec for spec in desired.specs if spec.name in names]
                 steps = plan(specs, [current[n] for n in names if n in current])
                 statuses.update(self._settled(steps, specs))
-                started += [launches.submit(self._launch, s) for s in steps.launches]
+                started += [
+                    launches.submit(self._launch, step, probes)
+                    for step in steps.launches
+                ]
             for launched in started:
-                status = launched.result()
+                outcome = launched.result()
+                status = (
+                    outcome if isinstance(outcome, DriverStatus) else outcome.result()
+                )
                 statuses[status.container_name] = status
 
         return PassResult(
@@ -226,7 +238,9 @@ class DriverReconciler:
         by_name = {spec.name: spec for spec in specs}
         statuses: dict[str, DriverStatus] = {}
         for name in steps.adopted:
-            log.info("adopted running container %s", name)
+            if name not in self._adopted:
+                log.info("adopted running container %s", name)
+            self._adopted.add(name)
             statuses[name] = self._status(by_name[name], "adopted")
             self._follow(by_name[name])
         for name in steps.waiting:
@@ -340,7 +354,10 @@ class DriverReconciler:
             )
         )
 
-    def _launch(self, step: Launch) -> DriverStatus:
+    def _launch(
+        self, step: Launch, probes: ThreadPoolExecutor
+    ) -> Future[DriverStatus] | DriverStatus:
+        """Remove, create and start; the wait for running goes to ``probes``."""
         spec = step.spec
         opts = self._options
         log.debug("%s %s: %s", step.action.value, spec.name, step.reason)
@@ -350,12 +367,6 @@ class DriverReconciler:
             )
             self._runtime.create(spec, fingerprint=opts.fingerprint)
             self._runtime.start(spec.name, fingerprint=opts.fingerprint)
-            result = self._runtime.probe(
-                spec.name,
-                fingerprint=opts.fingerprint,
-                timeout=opts.probe_timeout,
-                interval=opts.probe_interval,
-            )
         except (ForeignContainerError, DriverSpecError) as exc:
             # Nothing of ours was created; a container of someone else that
             # holds the name must never be touched, so there is no clean-up.
@@ -365,6 +376,22 @@ class DriverReconciler:
             )
         except ContainerError as exc:
             log.error("driver %s failed to start: %s", spec.name, exc)
+            self._discard(spec.name)
+            return self._status(spec, "failed", phase=exc.phase, reason=str(exc))
+        return probes.submit(self._await_running, spec)
+
+    def _await_running(self, spec: ContainerSpec) -> DriverStatus:
+        """Probe a started driver until it runs, settles or fails."""
+        opts = self._options
+        try:
+            result = self._runtime.probe(
+                spec.name,
+                fingerprint=opts.fingerprint,
+                timeout=opts.probe_timeout,
+                interval=opts.probe_interval,
+            )
+        except ContainerError as exc:
+            log.error("driver %s could not be probed: %s", spec.name, exc)
             self._discard(spec.name)
             return self._status(spec, "failed", phase=exc.phase, reason=str(exc))
         if not result.ok:

@@ -317,3 +317,49 @@ def test_tls_broker_is_verified_and_used(
         )
     assert "[WARNING]" not in edge.log_text()
     assert mqtt_broker_tls.connect_count() >= 2
+
+
+def test_one_asset_answering_500_holds_back_only_its_drivers(
+    emulator: Emulator,
+    mqtt_broker: Broker,
+    fingerprint: str,
+    edges: EdgeProcesses,
+    driver_image: str,
+    docker_client: docker.DockerClient,
+    tmp_path: Path,
+) -> None:
+    """An asset the backend cannot serve fails only the twins that need it;
+    the robot's driver starts, and the camera's follows once the asset is
+    served again."""
+    example = example_environment(fingerprint)
+    camera_asset = next(
+        t["asset_uuid"]
+        for t in example.fixture["twins"]
+        if t["uuid"] == example.overhead
+    )
+    emulator.fault(rf"^/api/v1/assets/{camera_asset}$", method="GET", status=500)
+    edge = prepare_edge(
+        edges,
+        tmp_path,
+        emulator=emulator,
+        broker=mqtt_broker,
+        fingerprint=fingerprint,
+        example=example,
+        env={"CYBERWAVE_REST_RETRIES": "0"},
+    )
+    edge.start()
+    robot, overhead = container_name(example.robot), container_name(example.overhead)
+    edge.wait_for(
+        lambda: robot in running_names(docker_client, fingerprint),
+        timeout=STARTUP_TIMEOUT,
+        what="the robot driver while the camera asset fails",
+    )
+    assert overhead not in running_names(docker_client, fingerprint)
+    emulator.clear_faults()
+    # With the camera asset known, the wrist camera is seen as the robot's
+    # child, so the robot's driver is recreated with it: wait for both.
+    edge.wait_for(
+        lambda: {robot, overhead} <= running_names(docker_client, fingerprint),
+        timeout=STARTUP_TIMEOUT,
+        what="both drivers once the camera asset is served",
+    )
