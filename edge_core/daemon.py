@@ -317,8 +317,13 @@ class Daemon:
 
     def _boot(self) -> int | None:
         self._write_state()
-        self._wait_for(self._check_broker)
+        reachable = self._wait_for(self._check_broker)
         self._mqtt.start()
+        if reachable:
+            # Health and pull progress published before the session is up
+            # would be lost; a broker that just answered connects quickly.
+            timeout = self.settings.mqtt_connect_timeout
+            self._wait_for(lambda: self._mqtt.wait_connected(timeout))
         self._connect_docker()
 
         try:
@@ -339,7 +344,8 @@ class Daemon:
         self._try_register()
         return None
 
-    def _check_broker(self) -> None:
+    def _check_broker(self) -> bool:
+        """The boot connectivity check; True when the broker answered."""
         config = mqtt_config(self.settings, self.credentials.token)
         try:
             check_broker(config)
@@ -351,8 +357,9 @@ class Daemon:
                 config.port,
                 exc,
             )
-            return
+            return False
         log.info("MQTT broker %s:%s is reachable", config.host, config.port)
+        return True
 
     def _connect_docker(self) -> bool:
         if self._runtime is not None:

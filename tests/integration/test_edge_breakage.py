@@ -10,81 +10,33 @@ is wrong with a non-zero exit code.
 
 from __future__ import annotations
 
-import json
 import socket
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import docker
 import pytest
 
-from tests.emulator.broker import Broker
 from tests.emulator.server import Emulator
 from tests.support.edge import (
-    ROOT,
-    EdgeProcess,
-    EdgeProcesses,
+    STARTUP_TIMEOUT,
+    EdgeFactory,
     container_name,
     example_environment,
-    prepare_edge,
+    running_in_status,
+    status_row,
 )
-from tests.support.images import DRIVER_IMAGE, ensure_driver_image
 
 pytestmark = pytest.mark.integration
-
-STARTUP_TIMEOUT = 60.0
-
-
-@pytest.fixture(scope="session")
-def driver_image(docker_client: docker.DockerClient) -> str:
-    """The busybox test driver image, built locally when needed."""
-    ensure_driver_image(docker_client)
-    return DRIVER_IMAGE
-
-
-@pytest.fixture
-def edges(fingerprint: str) -> Iterator[EdgeProcesses]:
-    """Edge core processes of one test, ended before its containers are removed."""
-    with EdgeProcesses() as processes:
-        yield processes
-
-
-def status(edge: EdgeProcess) -> tuple[int, dict[str, Any]]:
-    """``status --json --offline``: its exit code and its report."""
-    result = subprocess.run(
-        [sys.executable, "-m", "edge_core", "status", "--json", "--offline"],
-        env=edge.env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    report: dict[str, Any] = json.loads(result.stdout)
-    return result.returncode, report
-
-
-def row(report: dict[str, Any], name: str) -> dict[str, Any]:
-    """The containers row called ``name`` in a status report."""
-    for item in report["containers"]:
-        if item["name"] == name:
-            found: dict[str, Any] = item
-            return found
-    raise AssertionError(f"status has no row {name!r}: {report['containers']}")
 
 
 def test_foreign_container_holding_a_driver_name_fails_that_driver_alone(
     emulator: Emulator,
-    mqtt_broker: Broker,
     fingerprint: str,
-    edges: EdgeProcesses,
+    new_edge: EdgeFactory,
     driver_image: str,
     docker_client: docker.DockerClient,
-    tmp_path: Path,
 ) -> None:
     """A container without our fingerprint label that holds a driver's name is
     left untouched, that driver fails with a reason status shows, the other
@@ -98,15 +50,7 @@ def test_foreign_container_holding_a_driver_name_fails_that_driver_alone(
         detach=True,
     )
     try:
-        edge = prepare_edge(
-            edges,
-            tmp_path,
-            emulator=emulator,
-            broker=mqtt_broker,
-            fingerprint=fingerprint,
-            example=example,
-        )
-        edge.start()
+        edge = new_edge(example).start()
         edge.wait_for_log("driver pass done", timeout=STARTUP_TIMEOUT)
         edge.wait_for_log(f"{container_name(example.overhead)} is running", timeout=5)
         # A few more cycles: a failing pass must not be rerun at once.
@@ -123,11 +67,11 @@ def test_foreign_container_holding_a_driver_name_fails_that_driver_alone(
         assert "Traceback" not in log
         assert "driver pass failed" not in log
         assert log.count("driver pass done") <= 2
-        code, report = status(edge)
-        robot = row(report, robot_name)
+        code, report = edge.status()
+        robot = status_row(report, robot_name)
         assert robot["ok"] is False
         assert "not managed by this edge core" in robot["note"]
-        assert row(report, container_name(example.overhead))["ok"] is True
+        assert status_row(report, container_name(example.overhead))["ok"] is True
         assert report["healthy"] is False
         assert code == 1
         assert edge.stop(timeout=10) == 0
@@ -136,29 +80,18 @@ def test_foreign_container_holding_a_driver_name_fails_that_driver_alone(
 
 
 def test_drivers_killed_or_removed_by_hand_show_in_status(
-    emulator: Emulator,
-    mqtt_broker: Broker,
     fingerprint: str,
-    edges: EdgeProcesses,
+    new_edge: EdgeFactory,
     driver_image: str,
     docker_client: docker.DockerClient,
-    tmp_path: Path,
 ) -> None:
     """docker kill and docker rm -f on the drivers leave the daemon running,
     and status marks the killed one exited and the removed one missing,
     with a non-zero exit code."""
     example = example_environment(fingerprint)
-    edge = prepare_edge(
-        edges,
-        tmp_path,
-        emulator=emulator,
-        broker=mqtt_broker,
-        fingerprint=fingerprint,
-        example=example,
-    )
-    edge.start()
+    edge = new_edge(example).start()
     edge.wait_for_log("driver pass done", timeout=STARTUP_TIMEOUT)
-    code, report = status(edge)
+    code, report = edge.status()
     assert code == 0, report
 
     robot, overhead = container_name(example.robot), container_name(example.overhead)
@@ -170,11 +103,11 @@ def test_drivers_killed_or_removed_by_hand_show_in_status(
         what="the killed driver to exit",
     )
 
-    code, report = status(edge)
+    code, report = edge.status()
     assert edge.running
-    assert row(report, robot)["state"] == "exited"
-    assert row(report, robot)["ok"] is False
-    missing = row(report, overhead)
+    assert status_row(report, robot)["state"] == "exited"
+    assert status_row(report, robot)["ok"] is False
+    missing = status_row(report, overhead)
     assert missing["state"] == "missing"
     assert "removed outside the edge core" in missing["note"]
     assert missing["ok"] is False
@@ -184,25 +117,12 @@ def test_drivers_killed_or_removed_by_hand_show_in_status(
 
 
 def test_sigterm_while_the_backend_never_answers_at_boot_exits_at_once(
-    emulator: Emulator,
-    mqtt_broker: Broker,
-    fingerprint: str,
-    edges: EdgeProcesses,
-    tmp_path: Path,
+    emulator: Emulator, new_edge: EdgeFactory
 ) -> None:
     """With the token check hanging (no answer, default REST timeouts),
     SIGTERM still ends the edge core with exit code 0 within 10 s."""
     emulator.fault(r"/users/workspaces$", hang=True)
-    edge = prepare_edge(
-        edges,
-        tmp_path,
-        emulator=emulator,
-        broker=mqtt_broker,
-        fingerprint=fingerprint,
-        example=None,
-        env={"CYBERWAVE_REST_TIMEOUT_SECONDS": None},
-    )
-    edge.start()
+    edge = new_edge(None, env={"CYBERWAVE_REST_TIMEOUT_SECONDS": None}).start()
     edge.wait_for(
         lambda: emulator.requests("GET", r"/users/workspaces$"),
         timeout=STARTUP_TIMEOUT,
@@ -227,30 +147,19 @@ def silent_port() -> Iterator[tuple[socket.socket, int]]:
 
 
 def test_sigterm_while_the_broker_never_answers_at_boot_exits_at_once(
-    emulator: Emulator,
-    mqtt_broker: Broker,
-    fingerprint: str,
-    edges: EdgeProcesses,
-    silent_port: tuple[socket.socket, int],
-    tmp_path: Path,
+    new_edge: EdgeFactory, silent_port: tuple[socket.socket, int]
 ) -> None:
     """A broker port that accepts TCP and never sends CONNACK, with the
     default connect timeout and attempts, does not hold SIGTERM back."""
     server, port = silent_port
-    edge = prepare_edge(
-        edges,
-        tmp_path,
-        emulator=emulator,
-        broker=mqtt_broker,
+    edge = new_edge(
+        None,
         broker_port=port,
-        fingerprint=fingerprint,
-        example=None,
         env={
             "CYBERWAVE_MQTT_CONNECT_TIMEOUT": None,
             "CYBERWAVE_MQTT_CONNECT_ATTEMPTS": None,
         },
-    )
-    edge.start()
+    ).start()
     connection = edge.wait_for(
         lambda: _accept(server), timeout=STARTUP_TIMEOUT, what="the broker check"
     )
@@ -270,12 +179,7 @@ def _accept(server: socket.socket) -> socket.socket | None:
 
 
 def test_twin_uuid_that_leaves_the_config_dir_writes_nothing_outside(
-    emulator: Emulator,
-    mqtt_broker: Broker,
-    fingerprint: str,
-    edges: EdgeProcesses,
-    driver_image: str,
-    tmp_path: Path,
+    fingerprint: str, new_edge: EdgeFactory, driver_image: str, tmp_path: Path
 ) -> None:
     """A linked twin whose uuid is a relative path gets no twin file outside
     the config dir and no container, while the other drivers start."""
@@ -283,21 +187,11 @@ def test_twin_uuid_that_leaves_the_config_dir_writes_nothing_outside(
     escape = f"../escaped-{uuid.uuid4().hex[:8]}"
     evil = dict(example.twins[0], uuid=escape, name="path twin")
     example.fixture["twins"].append(evil)
-    edge = prepare_edge(
-        edges,
-        tmp_path,
-        emulator=emulator,
-        broker=mqtt_broker,
-        fingerprint=fingerprint,
-        example=example,
-    )
-    edge.start()
+    edge = new_edge(example).start()
     edge.wait_for_log("driver pass done", timeout=STARTUP_TIMEOUT)
 
     assert not (edge.config_dir / f"{escape}.json").exists()
     assert list(tmp_path.glob("escaped-*")) == []
     assert "Traceback" not in edge.log_text()
-    _, report = status(edge)
-    running = {r["name"] for r in report["containers"] if r["state"] == "running"}
-    assert running == {container_name(t) for t in example.drivers}
+    assert running_in_status(edge.status_json()) == example.driver_names
     assert edge.stop(timeout=10) == 0

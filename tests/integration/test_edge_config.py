@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -20,42 +19,21 @@ import pytest
 from edge_core.model.spec import LABEL_FINGERPRINT
 from tests.emulator.broker import Broker
 from tests.emulator.server import Emulator
+from tests.support.docker_helpers import wait_for_drivers
 from tests.support.edge import (
+    STARTUP_TIMEOUT,
+    EdgeFactory,
     EdgeProcesses,
     backend_envs,
     check,
-    container_name,
     example_environment,
-    prepare_edge,
     tree_snapshot,
     write_config,
 )
-from tests.support.images import DRIVER_IMAGE, ensure_driver_image
 
 pytestmark = pytest.mark.integration
 
-STARTUP_TIMEOUT = 60.0
 EXIT_TIMEOUT = 30.0
-
-
-@pytest.fixture(scope="session")
-def driver_image(docker_client: docker.DockerClient) -> str:
-    """The busybox test driver image, built locally when needed."""
-    ensure_driver_image(docker_client)
-    return DRIVER_IMAGE
-
-
-@pytest.fixture
-def edges() -> Iterator[EdgeProcesses]:
-    """Edge core processes of one test, ended at teardown."""
-    with EdgeProcesses() as processes:
-        yield processes
-
-
-def running_names(client: docker.DockerClient, fingerprint: str) -> set[str]:
-    label = f"{LABEL_FINGERPRINT}={fingerprint}"
-    found = client.api.containers(filters={"label": label, "status": "running"})
-    return {item["Names"][0].lstrip("/") for item in found}
 
 
 VALID_ENVS = {
@@ -130,7 +108,7 @@ def test_rejected_token_exits_1_with_one_clear_line(
     edge = edges.new(config_dir).start()
 
     assert edge.wait_exit(EXIT_TIMEOUT) == 1
-    errors = [line for line in edge.log_lines() if "[ERROR]" in line]
+    errors = edge.error_lines()
     assert len(errors) == 1, edge.log_text()
     assert str(config_dir / "credentials.json") in errors[0]
     assert "HTTP 401" in errors[0]
@@ -165,26 +143,17 @@ MALFORMED_ENVIRONMENTS: list[tuple[str, str | None, str | None]] = [
 )
 def test_malformed_environment_file_waits_for_a_fix(
     emulator: Emulator,
-    mqtt_broker: Broker,
     fingerprint: str,
-    edges: EdgeProcesses,
+    new_edge: EdgeFactory,
     driver_image: str,
     docker_client: docker.DockerClient,
-    tmp_path: Path,
     content: str | None,
     field: str | None,
 ) -> None:
     """A malformed environment.json is reported once by file and field and
     shown by status; once fixed, the next cycles start the drivers."""
     example = example_environment(fingerprint)
-    edge = prepare_edge(
-        edges,
-        tmp_path,
-        emulator=emulator,
-        broker=mqtt_broker,
-        fingerprint=fingerprint,
-        example=example,
-    )
+    edge = new_edge(example)
     path = edge.config_dir / "environment.json"
     good = path.read_text()
     if content is None:
@@ -213,10 +182,11 @@ def test_malformed_environment_file_waits_for_a_fix(
     assert edge.running
 
     write_atomically(path, good)
-    expected = {container_name(t) for t in example.drivers}
-    edge.wait_for(
-        lambda: running_names(docker_client, fingerprint) == expected,
-        timeout=STARTUP_TIMEOUT,
+    wait_for_drivers(
+        edge,
+        docker_client,
+        fingerprint,
+        example.driver_names,
         what="the drivers after the fix",
     )
     assert check(edge.status_json(), "environment")["ok"] is True

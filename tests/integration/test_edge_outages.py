@@ -12,16 +12,22 @@ from __future__ import annotations
 import itertools
 import json
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import pytest
 
-from edge_core.model.spec import LABEL_FINGERPRINT
 from tests.emulator.broker import Broker, free_port
 from tests.emulator.server import Emulator
+from tests.support.docker_helpers import (
+    container_ids,
+    remove_all,
+    running_names,
+    wait_for_drivers,
+)
 from tests.support.edge import (
+    STARTUP_TIMEOUT,
+    EdgeFactory,
     EdgeProcesses,
     check,
     container_name,
@@ -29,68 +35,27 @@ from tests.support.edge import (
     prepare_edge,
     tree_snapshot,
 )
-from tests.support.images import DRIVER_IMAGE, ensure_driver_image
 from tests.support.mqtt import Recorder
 
 pytestmark = pytest.mark.integration
 
-STARTUP_TIMEOUT = 60.0
 TICKING_SCRIPT = "while true; do echo INFO tick; sleep 0.5; done"
 CONFIG_FILES = ("credentials.json", "environment.json", "fingerprint.json")
 
 
-@pytest.fixture(scope="session")
-def driver_image(docker_client: docker.DockerClient) -> str:
-    """The busybox test driver image, built locally when needed."""
-    ensure_driver_image(docker_client)
-    return DRIVER_IMAGE
-
-
-@pytest.fixture
-def edges(fingerprint: str) -> Iterator[EdgeProcesses]:
-    """Edge core processes of one test, ended before its containers are removed."""
-    with EdgeProcesses() as processes:
-        yield processes
-
-
-def running_names(client: docker.DockerClient, fingerprint: str) -> set[str]:
-    label = f"{LABEL_FINGERPRINT}={fingerprint}"
-    found = client.api.containers(filters={"label": label, "status": "running"})
-    return {item["Names"][0].lstrip("/") for item in found}
-
-
-def container_ids(client: docker.DockerClient, fingerprint: str) -> dict[str, str]:
-    label = f"{LABEL_FINGERPRINT}={fingerprint}"
-    found = client.api.containers(all=True, filters={"label": label})
-    return {item["Names"][0].lstrip("/"): item["Id"] for item in found}
-
-
-def remove_all(client: docker.DockerClient, fingerprint: str) -> None:
-    label = f"{LABEL_FINGERPRINT}={fingerprint}"
-    for item in client.api.containers(all=True, filters={"label": label}):
-        client.api.remove_container(item["Id"], force=True, v=True)
-
-
 def test_backend_errors_at_boot_are_waited_out_with_backoff(
     emulator: Emulator,
-    mqtt_broker: Broker,
     fingerprint: str,
-    edges: EdgeProcesses,
+    new_edge: EdgeFactory,
     driver_image: str,
     docker_client: docker.DockerClient,
-    tmp_path: Path,
 ) -> None:
     """A backend answering 500 keeps the daemon waiting (shown by status) and
     retrying with growing, capped delays; once it answers, the edge registers
     and the drivers start, with the config files untouched."""
     example = example_environment(fingerprint)
-    edge = prepare_edge(
-        edges,
-        tmp_path,
-        emulator=emulator,
-        broker=mqtt_broker,
-        fingerprint=fingerprint,
-        example=example,
+    edge = new_edge(
+        example,
         env={
             # One request per attempt, so the gaps are the daemon's backoff.
             "CYBERWAVE_REST_RETRIES": "0",
@@ -126,10 +91,11 @@ def test_backend_errors_at_boot_are_waited_out_with_backoff(
     assert edge.running
 
     emulator.clear_faults()
-    expected = {container_name(t) for t in example.drivers}
-    edge.wait_for(
-        lambda: running_names(docker_client, fingerprint) == expected,
-        timeout=STARTUP_TIMEOUT,
+    wait_for_drivers(
+        edge,
+        docker_client,
+        fingerprint,
+        example.driver_names,
         what="the drivers after the backend came back",
     )
     assert emulator.edge_by_fingerprint(fingerprint) is not None
@@ -143,26 +109,16 @@ def test_backend_errors_at_boot_are_waited_out_with_backoff(
 
 def test_boot_without_backend_starts_the_persisted_drivers(
     emulator: Emulator,
-    mqtt_broker: Broker,
     fingerprint: str,
-    edges: EdgeProcesses,
+    new_edge: EdgeFactory,
     driver_image: str,
     docker_client: docker.DockerClient,
-    tmp_path: Path,
 ) -> None:
     """With the backend unreachable at boot, the drivers of the desired state
     saved by the previous run start anyway, and are adopted once the backend
     answers again."""
     example = example_environment(fingerprint)
-    edge = prepare_edge(
-        edges,
-        tmp_path,
-        emulator=emulator,
-        broker=mqtt_broker,
-        fingerprint=fingerprint,
-        example=example,
-    )
-    edge.start()
+    edge = new_edge(example).start()
     edge.wait_for_log("bootstrap health publisher stopped", timeout=STARTUP_TIMEOUT)
     assert edge.stop(timeout=10) == 0
 
@@ -180,10 +136,11 @@ def test_boot_without_backend_starts_the_persisted_drivers(
     edge.wait_for_log(
         "starting drivers from the desired state", timeout=STARTUP_TIMEOUT
     )
-    expected = {container_name(t) for t in example.drivers}
-    edge.wait_for(
-        lambda: running_names(docker_client, fingerprint) == expected,
-        timeout=STARTUP_TIMEOUT,
+    wait_for_drivers(
+        edge,
+        docker_client,
+        fingerprint,
+        example.driver_names,
         what="the persisted drivers",
     )
     daemon = check(edge.status_json(), "daemon")
@@ -214,10 +171,8 @@ def test_boot_without_backend_starts_the_persisted_drivers(
 
 
 def test_unreachable_broker_does_not_hold_drivers_back(
-    emulator: Emulator,
-    mqtt_broker: Broker,
     fingerprint: str,
-    edges: EdgeProcesses,
+    new_edge: EdgeFactory,
     driver_image: str,
     docker_client: docker.DockerClient,
     tmp_path: Path,
@@ -226,22 +181,14 @@ def test_unreachable_broker_does_not_hold_drivers_back(
     broker started there later gets the session and the driver logs."""
     port = free_port()
     example = example_environment(fingerprint, robot_script=TICKING_SCRIPT)
-    edge = prepare_edge(
-        edges,
-        tmp_path,
-        emulator=emulator,
-        broker=mqtt_broker,
-        broker_port=port,
-        fingerprint=fingerprint,
-        example=example,
-    )
-    edge.start()
+    edge = new_edge(example, broker_port=port).start()
     warning = edge.wait_for_log(f"127.0.0.1:{port}", timeout=STARTUP_TIMEOUT)
     assert "[WARNING]" in warning
-    expected = {container_name(t) for t in example.drivers}
-    edge.wait_for(
-        lambda: running_names(docker_client, fingerprint) == expected,
-        timeout=STARTUP_TIMEOUT,
+    wait_for_drivers(
+        edge,
+        docker_client,
+        fingerprint,
+        example.driver_names,
         what="the drivers without a broker",
     )
     assert edge.running
@@ -288,7 +235,11 @@ def test_tls_broker_is_verified_and_used(
     """With CYBERWAVE_MQTT_USE_TLS and the broker's CA, the session connects
     over TLS and health and driver logs are published through it."""
     assert mqtt_broker_tls.ca_cert is not None
-    example = example_environment(fingerprint)
+    # An unpullable camera image keeps the bootstrap health publishing, so
+    # edge_health is seen however quickly the robot's driver starts.
+    example = example_environment(
+        fingerprint, camera_image=f"127.0.0.1:{free_port()}/cw-test/nope:1"
+    )
     with Recorder(mqtt_broker_tls) as recorder:
         edge = prepare_edge(
             edges,
@@ -321,12 +272,10 @@ def test_tls_broker_is_verified_and_used(
 
 def test_one_asset_answering_500_holds_back_only_its_drivers(
     emulator: Emulator,
-    mqtt_broker: Broker,
     fingerprint: str,
-    edges: EdgeProcesses,
+    new_edge: EdgeFactory,
     driver_image: str,
     docker_client: docker.DockerClient,
-    tmp_path: Path,
 ) -> None:
     """An asset the backend cannot serve fails only the twins that need it;
     the robot's driver starts, and the camera's follows once the asset is
@@ -338,16 +287,7 @@ def test_one_asset_answering_500_holds_back_only_its_drivers(
         if t["uuid"] == example.overhead
     )
     emulator.fault(rf"^/api/v1/assets/{camera_asset}$", method="GET", status=500)
-    edge = prepare_edge(
-        edges,
-        tmp_path,
-        emulator=emulator,
-        broker=mqtt_broker,
-        fingerprint=fingerprint,
-        example=example,
-        env={"CYBERWAVE_REST_RETRIES": "0"},
-    )
-    edge.start()
+    edge = new_edge(example, env={"CYBERWAVE_REST_RETRIES": "0"}).start()
     robot, overhead = container_name(example.robot), container_name(example.overhead)
     edge.wait_for(
         lambda: robot in running_names(docker_client, fingerprint),

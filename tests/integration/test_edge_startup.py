@@ -30,37 +30,25 @@ from edge_core.model.spec import (
 )
 from tests.emulator.broker import Broker
 from tests.emulator.server import Emulator
+from tests.support.docker_helpers import managed
 from tests.support.edge import (
     CAMERA_SCRIPT,
     ROBOT_SCRIPT,
+    STARTUP_TIMEOUT,
+    EdgeFactory,
     EdgeProcess,
-    EdgeProcesses,
     ExampleEnvironment,
     container_name,
     example_environment,
-    prepare_edge,
+    running_in_status,
+    status_rows,
 )
-from tests.support.images import DRIVER_IMAGE, ensure_driver_image
-from tests.support.mqtt import Recorder, Seen
+from tests.support.images import DRIVER_IMAGE
+from tests.support.mqtt import Recorder, payloads
 
 pytestmark = pytest.mark.integration
 
-STARTUP_TIMEOUT = 60.0
 SESSION_ID = re.compile(r"^[\w-]+_live_[0-9a-f]{32}$")
-
-
-@pytest.fixture(scope="session")
-def driver_image(docker_client: docker.DockerClient) -> str:
-    """The busybox test driver image, built locally when needed."""
-    ensure_driver_image(docker_client)
-    return DRIVER_IMAGE
-
-
-@pytest.fixture
-def edges(fingerprint: str) -> Iterator[EdgeProcesses]:
-    """Edge core processes of one test, ended before its containers are removed."""
-    with EdgeProcesses() as processes:
-        yield processes
 
 
 @pytest.fixture
@@ -88,25 +76,15 @@ class Started:
 @pytest.fixture
 def started(
     emulator: Emulator,
-    mqtt_broker: Broker,
     recorder: Recorder,
     fingerprint: str,
-    edges: EdgeProcesses,
+    new_edge: EdgeFactory,
     driver_image: str,
-    tmp_path: Path,
 ) -> Started:
     """The example environment (with two broken twins), started until its
     first driver pass is done."""
     example = example_environment(fingerprint, broken=2)
-    edge = prepare_edge(
-        edges,
-        tmp_path,
-        emulator=emulator,
-        broker=mqtt_broker,
-        fingerprint=fingerprint,
-        example=example,
-    )
-    edge.start()
+    edge = new_edge(example).start()
     edge.wait_for_log("driver pass done", timeout=STARTUP_TIMEOUT)
     return Started(edge, example, emulator, recorder, fingerprint)
 
@@ -115,21 +93,9 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def managed(client: docker.DockerClient, fingerprint: str) -> dict[str, Any]:
-    """Inspect data of every container carrying ``fingerprint``, by name."""
-    label = f"{LABEL_FINGERPRINT}={fingerprint}"
-    found = client.api.containers(all=True, filters={"label": label})
-    inspected = [client.api.inspect_container(item["Id"]) for item in found]
-    return {attrs["Name"].lstrip("/"): attrs for attrs in inspected}
-
-
 def environment_of(attrs: dict[str, Any]) -> dict[str, str]:
     pairs = (item.partition("=") for item in attrs["Config"]["Env"])
     return {key: value for key, _, value in pairs}
-
-
-def payloads(messages: list[Seen]) -> list[dict[str, Any]]:
-    return [m.payload for m in messages if isinstance(m.payload, dict)]
 
 
 def test_first_start_registers_the_edge_and_writes_its_files(started: Started) -> None:
@@ -185,7 +151,7 @@ def test_first_start_runs_exactly_the_expected_driver_containers(
     get none."""
     example, config = started.example, started.config_dir
     containers = managed(docker_client, started.fingerprint)
-    assert sorted(containers) == sorted(container_name(t) for t in example.drivers)
+    assert sorted(containers) == sorted(example.driver_names)
 
     for twin_uuid, script in (
         (example.robot, ROBOT_SCRIPT),
@@ -313,22 +279,21 @@ def test_twins_with_malformed_params_fail_alone(
     edge, example = started.edge, started.example
     assert len(example.broken) == 2
 
-    errors = [line for line in edge.log_lines() if "[ERROR]" in line]
+    errors = edge.error_lines()
     assert len(errors) == len(example.broken)
     report = edge.status_json()
     for twin_uuid in example.broken:
         named = [line for line in errors if twin_uuid in line]
         assert len(named) == 1
         assert "'NOT A PAIR'" in named[0]
-        rows = [r for r in report["containers"] if r["twin_uuid"] == twin_uuid]
+        rows = status_rows(report, twin_uuid)
         assert len(rows) == 1, report["containers"]
         assert rows[0]["state"] == "not running"
         assert "KEY=value" in rows[0]["note"]
         assert not docker_client.api.containers(
             all=True, filters={"name": container_name(twin_uuid)}
         )
-    running = {r["name"] for r in report["containers"] if r["state"] == "running"}
-    assert running == {container_name(t) for t in example.drivers}
+    assert running_in_status(report) == example.driver_names
 
 
 def test_restart_adopts_running_containers(
@@ -339,19 +304,18 @@ def test_restart_adopts_running_containers(
     example, edge = started.example, started.edge
     before = managed(docker_client, started.fingerprint)
 
+    def ids(containers: dict[str, Any]) -> dict[str, str]:
+        return {name: attrs["Id"] for name, attrs in containers.items()}
+
     assert edge.stop(timeout=10) == 0
     after_stop = managed(docker_client, started.fingerprint)
-    assert {name: c["Id"] for name, c in after_stop.items()} == {
-        name: c["Id"] for name, c in before.items()
-    }
+    assert ids(after_stop) == ids(before)
     assert all(c["State"]["Status"] == "running" for c in after_stop.values())
 
     edge.start()
     edge.wait_for_log("driver pass done", timeout=STARTUP_TIMEOUT)
     again = managed(docker_client, started.fingerprint)
-    assert {name: c["Id"] for name, c in again.items()} == {
-        name: c["Id"] for name, c in before.items()
-    }
+    assert ids(again) == ids(before)
     for name, attrs in again.items():
         assert attrs["State"]["StartedAt"] == before[name]["State"]["StartedAt"]
     log = edge.log_text()

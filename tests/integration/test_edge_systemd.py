@@ -7,13 +7,9 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import docker
 import pytest
 
-from tests.emulator.broker import Broker
-from tests.emulator.server import Emulator
-from tests.support.edge import EdgeProcesses, example_environment, prepare_edge
-from tests.support.images import ensure_driver_image
+from tests.support.edge import EdgeFactory, example_environment
 
 pytestmark = pytest.mark.integration
 
@@ -55,35 +51,25 @@ def notify_socket(tmp_path: Path) -> Iterator[NotifySocket]:
 
 
 def test_ready_and_watchdog_pings(
-    emulator: Emulator,
-    mqtt_broker: Broker,
     fingerprint: str,
-    docker_client: docker.DockerClient,
+    new_edge: EdgeFactory,
+    driver_image: str,
     notify_socket: NotifySocket,
-    tmp_path: Path,
 ) -> None:
     """With NOTIFY_SOCKET and WATCHDOG_USEC set, READY=1 is sent once and
     WATCHDOG=1 keeps arriving well within the watchdog period."""
-    ensure_driver_image(docker_client)
-    with EdgeProcesses() as edges:
-        edge = prepare_edge(
-            edges,
-            tmp_path,
-            emulator=emulator,
-            broker=mqtt_broker,
-            fingerprint=fingerprint,
-            example=example_environment(fingerprint),
-            env={
-                "NOTIFY_SOCKET": str(notify_socket.path),
-                "WATCHDOG_USEC": "2000000",
-                "CYBERWAVE_RECONCILE_INTERVAL_SECONDS": "15",
-            },
-        )
-        edge.start()
-        edge.wait_for(
-            lambda: notify_socket.messages.count("WATCHDOG=1") >= 4,
-            timeout=30,
-            what="four watchdog pings with a 15 s loop and a 2 s watchdog",
-        )
-        assert notify_socket.messages.count("READY=1") == 1
-        assert edge.stop() == 0
+    edge = new_edge(
+        example_environment(fingerprint),
+        env={
+            "NOTIFY_SOCKET": str(notify_socket.path),
+            "WATCHDOG_USEC": "2000000",
+            "CYBERWAVE_RECONCILE_INTERVAL_SECONDS": "15",
+        },
+    ).start()
+    edge.wait_for(
+        lambda: notify_socket.messages.count("WATCHDOG=1") >= 4,
+        timeout=30,
+        what="four watchdog pings with a 15 s loop and a 2 s watchdog",
+    )
+    assert notify_socket.messages.count("READY=1") == 1
+    assert edge.stop() == 0

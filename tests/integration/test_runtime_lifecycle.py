@@ -11,6 +11,7 @@ from edge_core.errors import ContainerError, DriverSpecError, RuntimeUnavailable
 from edge_core.model.spec import LABEL_FINGERPRINT, LABEL_MIN_RESTART, LABEL_TWIN
 from edge_core.runtime import ContainerState, DockerRuntime
 from edge_core.runtime.errors import PRIVILEGED_FIX
+from tests.support.docker_helpers import wait_exited
 from tests.support.specs import TWIN, make_spec
 
 pytestmark = pytest.mark.integration
@@ -213,13 +214,7 @@ def test_prune_removes_only_our_stopped_containers(
     for name in (done, floor, running):
         docker_runtime.start(name, fingerprint=fingerprint)
     for name in (done, floor):
-        assert docker_runtime.wait_for_state(
-            name,
-            fingerprint=fingerprint,
-            states={ContainerState.EXITED},
-            timeout=30,
-            interval=0.2,
-        )
+        wait_exited(docker_runtime, name, fingerprint, interval=0.2)
 
     assert docker_runtime.prune_stopped(fingerprint) == [done]
     assert sorted(v.name for v in docker_runtime.list_managed(fingerprint)) == [

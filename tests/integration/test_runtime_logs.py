@@ -8,39 +8,33 @@ from collections.abc import Sequence
 import pytest
 
 from edge_core.errors import ContainerError
-from edge_core.runtime import ContainerState, DockerRuntime
-from tests.support.specs import make_spec
+from edge_core.runtime import DockerRuntime
+from tests.support.docker_helpers import run_container, wait_exited
 
 pytestmark = pytest.mark.integration
 
 
-def run_container(
+def run_script(
     runtime: DockerRuntime,
     fingerprint: str,
     image: str,
-    command: Sequence[str],
+    script: str,
     *,
-    suffix: str = "logs",
     extra: Sequence[str] = (),
 ) -> str:
-    name = f"cw-{fingerprint}-{suffix}"
-    runtime.create(
-        make_spec(name, image=image, command=command, extra=extra),
-        fingerprint=fingerprint,
+    """Create and start a container running ``sh -c script``; its name."""
+    return run_container(
+        runtime, fingerprint, image, ["sh", "-c", script], suffix="logs", extra=extra
     )
-    runtime.start(name, fingerprint=fingerprint)
-    return name
 
 
-def wait_exited(runtime: DockerRuntime, name: str, fingerprint: str) -> None:
-    view = runtime.wait_for_state(
-        name,
-        fingerprint=fingerprint,
-        states={ContainerState.EXITED},
-        timeout=30,
-        interval=0.1,
-    )
-    assert view is not None
+def finished_lines(
+    runtime: DockerRuntime, fingerprint: str, image: str, script: str
+) -> tuple[str, list[bytes]]:
+    """Run ``script`` to its end; the container's name and its whole output."""
+    name = run_script(runtime, fingerprint, image, script)
+    wait_exited(runtime, name, fingerprint)
+    return name, list(runtime.logs(name, follow=False, fingerprint=fingerprint))
 
 
 def test_backlog_merges_stdout_and_stderr_as_lines(
@@ -50,10 +44,7 @@ def test_backlog_merges_stdout_and_stderr_as_lines(
     script = (
         "for i in 1 2 3 4 5; do echo out $i; done; echo err 6 >&2; printf 'no newline'"
     )
-    name = run_container(docker_runtime, fingerprint, test_image, ["sh", "-c", script])
-    wait_exited(docker_runtime, name, fingerprint)
-
-    lines = list(docker_runtime.logs(name, follow=False, fingerprint=fingerprint))
+    name, lines = finished_lines(docker_runtime, fingerprint, test_image, script)
     assert sorted(lines) == sorted(
         [b"out 1", b"out 2", b"out 3", b"out 4", b"out 5", b"err 6", b"no newline"]
     )
@@ -70,9 +61,7 @@ def test_long_lines_arrive_whole(
     script = (
         "i=0; while [ $i -lt 3000 ]; do printf 'abcdefghij'; i=$((i+1)); done; echo"
     )
-    name = run_container(docker_runtime, fingerprint, test_image, ["sh", "-c", script])
-    wait_exited(docker_runtime, name, fingerprint)
-    lines = list(docker_runtime.logs(name, follow=False, fingerprint=fingerprint))
+    _, lines = finished_lines(docker_runtime, fingerprint, test_image, script)
     assert lines == [b"abcdefghij" * 3000]
 
 
@@ -81,7 +70,7 @@ def test_follow_ends_when_the_container_stops(
 ) -> None:
     """Following yields lines as they come and ends when the container exits."""
     script = "echo first; sleep 1; echo second; sleep 1; echo third"
-    name = run_container(docker_runtime, fingerprint, test_image, ["sh", "-c", script])
+    name = run_script(docker_runtime, fingerprint, test_image, script)
     lines = list(docker_runtime.logs(name, follow=True, fingerprint=fingerprint))
     assert lines == [b"first", b"second", b"third"]
 
@@ -90,12 +79,7 @@ def test_follow_stops_when_the_stop_event_is_set(
     docker_runtime: DockerRuntime, fingerprint: str, test_image: str
 ) -> None:
     """Setting the stop event ends a follow on a container that keeps running."""
-    name = run_container(
-        docker_runtime,
-        fingerprint,
-        test_image,
-        ["sh", "-c", "echo ready; sleep 3600"],
-    )
+    name = run_script(docker_runtime, fingerprint, test_image, "echo ready; sleep 3600")
     stop = threading.Event()
     stream = docker_runtime.logs(name, follow=True, stop_event=stop)
     assert next(stream) == b"ready"
@@ -110,7 +94,7 @@ def test_reattach_with_since_has_no_duplicates(
 ) -> None:
     """Resuming from the last timestamp yields every later line exactly once."""
     script = "i=0; while [ $i -lt 40 ]; do echo line $i; i=$((i+1)); usleep 50000; done"
-    name = run_container(docker_runtime, fingerprint, test_image, ["sh", "-c", script])
+    name = run_script(docker_runtime, fingerprint, test_image, script)
 
     first = docker_runtime.logs(name, follow=True, fingerprint=fingerprint)
     seen = [next(first) for _ in range(10)]
@@ -129,12 +113,8 @@ def test_tty_container_lines(
     docker_runtime: DockerRuntime, fingerprint: str, test_image: str
 ) -> None:
     """A container with a TTY gives the same complete lines without CR."""
-    name = run_container(
-        docker_runtime,
-        fingerprint,
-        test_image,
-        ["sh", "-c", "echo one; echo two"],
-        extra=["--tty"],
+    name = run_script(
+        docker_runtime, fingerprint, test_image, "echo one; echo two", extra=["--tty"]
     )
     wait_exited(docker_runtime, name, fingerprint)
     assert list(docker_runtime.logs(name, follow=False)) == [b"one", b"two"]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from edge_core.runtime import ContainerState, DockerRuntime, ProbeResult
-from tests.support.specs import make_spec
+from tests.support.docker_helpers import run_container, wait_exited
 
 pytestmark = pytest.mark.integration
 
@@ -23,12 +23,9 @@ def launch(
     interval: float = 0.2,
 ) -> ProbeResult:
     """Create, start and probe one container with ``command``."""
-    name = f"cw-{fingerprint}-probe"
-    runtime.create(
-        make_spec(name, image=image, command=command, extra=extra),
-        fingerprint=fingerprint,
+    name = run_container(
+        runtime, fingerprint, image, command, suffix="probe", extra=extra
     )
-    runtime.start(name, fingerprint=fingerprint)
     return runtime.probe(
         name, fingerprint=fingerprint, timeout=timeout, interval=interval
     )
@@ -74,33 +71,18 @@ def test_exited_after_restarts_is_waited_on_until_the_deadline(
     docker_runtime: DockerRuntime, fingerprint: str, test_image: str
 ) -> None:
     """Exited with a restart count means Docker is still trying: wait, then time out."""
-    name = f"cw-{fingerprint}-gave-up"
-    docker_runtime.create(
-        make_spec(
-            name,
-            image=test_image,
-            command=["sh", "-c", "echo crash; exit 1"],
-            extra=["--restart", "on-failure:1"],
-        ),
-        fingerprint=fingerprint,
+    name = run_container(
+        docker_runtime,
+        fingerprint,
+        test_image,
+        ["sh", "-c", "echo crash; exit 1"],
+        suffix="gave-up",
+        extra=["--restart", "on-failure:1"],
     )
-    docker_runtime.start(name, fingerprint=fingerprint)
-    settled = docker_runtime.wait_for_state(
-        name,
-        fingerprint=fingerprint,
-        states={ContainerState.EXITED},
-        timeout=30,
-        interval=0.1,
-    )
-    while settled is not None and settled.restart_count == 0:
-        settled = docker_runtime.wait_for_state(
-            name,
-            fingerprint=fingerprint,
-            states={ContainerState.EXITED},
-            timeout=30,
-            interval=0.1,
-        )
-    assert settled is not None and settled.restart_count == 1
+    settled = wait_exited(docker_runtime, name, fingerprint)
+    while settled.restart_count == 0:
+        settled = wait_exited(docker_runtime, name, fingerprint)
+    assert settled.restart_count == 1
 
     result = docker_runtime.probe(
         name, fingerprint=fingerprint, timeout=2, interval=0.2

@@ -12,7 +12,7 @@ from docker.errors import NotFound
 
 from edge_core.errors import ContainerError
 from edge_core.runtime import RETRY_ANONYMOUSLY, DockerRuntime, PullEvent
-from tests.support.images import build_unique_image
+from tests.support.docker_helpers import pushed_unique_image
 from tests.support.registry import LocalRegistry, StalledRegistry, TokenAuthProxy
 
 pytestmark = pytest.mark.integration
@@ -23,13 +23,9 @@ def pushed(
     docker_client: docker.DockerClient, registry: LocalRegistry
 ) -> Iterator[str]:
     """A unique image that exists only in the registry, not on the engine."""
-    local = f"cw-test/unique-{uuid.uuid4().hex[:12]}:1"
-    build_unique_image(docker_client, local)
-    ref = registry.push(docker_client, local, "cw-test/driver", uuid.uuid4().hex[:8])
-    docker_client.api.remove_image(local)
-    yield ref
-    with contextlib.suppress(NotFound):
-        docker_client.api.remove_image(ref, force=True)
+    tag = uuid.uuid4().hex[:8]
+    with pushed_unique_image(docker_client, registry, "cw-test/driver", tag) as ref:
+        yield ref
 
 
 def test_pull_reports_typed_progress(

@@ -9,28 +9,9 @@ import docker
 import pytest
 
 from edge_core.runtime import DockerRuntime
-from tests.support.specs import make_spec
+from tests.support.docker_helpers import create_container, run_container
 
 pytestmark = pytest.mark.integration
-
-
-def created(
-    runtime: DockerRuntime,
-    client: docker.DockerClient,
-    fingerprint: str,
-    image: str,
-    params: list[str],
-    *,
-    suffix: str,
-    command: tuple[str, ...] = ("sleep", "3600"),
-) -> dict[str, Any]:
-    name = f"cw-{fingerprint}-{suffix}"
-    runtime.create(
-        make_spec(name, image=image, params=params, command=command),
-        fingerprint=fingerprint,
-    )
-    attrs: dict[str, Any] = client.api.inspect_container(name)
-    return attrs
 
 
 def test_bridge_container_with_many_flags(
@@ -82,14 +63,15 @@ def test_bridge_container_with_many_flags(
         "--group-add", "audio",
         "--gpus", "device=0,1",
     ]  # fmt: skip
-    attrs = created(
+    name = create_container(
         docker_runtime,
-        docker_client,
         fingerprint,
         test_image,
-        params,
         suffix="many",
+        command=("sleep", "3600"),
+        params=params,
     )
+    attrs: dict[str, Any] = docker_client.api.inspect_container(name)
     host = attrs["HostConfig"]
     config = attrs["Config"]
 
@@ -165,12 +147,14 @@ def test_options_take_effect_inside_a_running_container(
         "--hostname", "robot-2",
         "--entrypoint", "/bin/sh -c",
     ]  # fmt: skip
-    name = f"cw-{fingerprint}-inside"
-    docker_runtime.create(
-        make_spec(name, image=test_image, params=params, command=(script,)),
-        fingerprint=fingerprint,
+    name = run_container(
+        docker_runtime,
+        fingerprint,
+        test_image,
+        (script,),
+        suffix="inside",
+        params=params,
     )
-    docker_runtime.start(name, fingerprint=fingerprint)
     docker_client.api.wait(name, timeout=30)
     lines = [line.decode() for line in docker_runtime.logs(name, follow=False)]
     assert lines == ["env=hi", "from the host", "robot-2", "data-ro", "scratch-rw"]

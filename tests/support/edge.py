@@ -7,6 +7,7 @@ short timings passed as environment variables so a test sees a cycle per
 second instead of one per 15 s. Its stderr (the edge core's log) goes to a
 file per run, and the harness offers polling helpers, the daemon's
 ``status --json`` and a clean stop that returns the exit code.
+``EdgeFactory`` prepares such processes for one test's emulator and broker.
 
 ``example_environment`` builds an environment in the emulator's fixture
 format with fresh twin UUIDs, so container names never collide between
@@ -28,7 +29,6 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 from tests.emulator.broker import Broker
@@ -51,6 +51,9 @@ SHORT_TIMINGS: Mapping[str, str] = {
     "CYBERWAVE_DRIVER_PRIVILEGED": "false",
 }
 """Timings for tests: a cycle per second, backoff capped at one second."""
+
+STARTUP_TIMEOUT = 60.0
+"""How long a test waits for the edge core to reach a milestone at boot."""
 
 _INHERITED_PREFIXES = ("CYBERWAVE_", "ZENOH_", "SUDO_", "NOTIFY_SOCKET", "WATCHDOG_")
 OTHER_FINGERPRINT = "line-pc-4b8e1f0a9c2d"
@@ -159,6 +162,11 @@ class ExampleEnvironment:
     def linked(self) -> tuple[str, ...]:
         """Every twin linked to this edge (the broken ones included)."""
         return (self.robot, self.wrist, self.overhead, *self.broken)
+
+    @property
+    def driver_names(self) -> set[str]:
+        """The container names of ``drivers``."""
+        return {container_name(twin_uuid) for twin_uuid in self.drivers}
 
     @property
     def twins(self) -> list[dict[str, Any]]:
@@ -413,17 +421,6 @@ class EdgeProcess:
             self._process.kill()
             self._process.wait(10)
 
-    def __enter__(self) -> EdgeProcess:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.kill()
-
     # -- output -----------------------------------------------------------
 
     def log_text(self) -> str:
@@ -435,6 +432,10 @@ class EdgeProcess:
 
     def log_lines(self) -> list[str]:
         return self.log_text().splitlines()
+
+    def error_lines(self) -> list[str]:
+        """The current run's ``[ERROR]`` log lines."""
+        return [line for line in self.log_lines() if "[ERROR]" in line]
 
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log_lines()[-lines:])
@@ -490,6 +491,10 @@ class EdgeProcess:
 
     def status_json(self, *, offline: bool = True) -> dict[str, Any]:
         """``cyberwave-edge-core status --json`` with this run's environment."""
+        return self.status(offline=offline)[1]
+
+    def status(self, *, offline: bool = True) -> tuple[int, dict[str, Any]]:
+        """``status --json``: its exit code and its report."""
         command = [sys.executable, "-m", "edge_core", "status", "--json"]
         if offline:
             command.append("--offline")
@@ -509,7 +514,7 @@ class EdgeProcess:
                 f"status --json printed no JSON (exit {result.returncode}): "
                 f"{result.stdout[-2000:]} {result.stderr[-2000:]}"
             ) from None
-        return report
+        return result.returncode, report
 
     def state(self) -> dict[str, Any] | None:
         """The daemon's own state file (``run/edge-core-state.json``), if any."""
@@ -530,6 +535,25 @@ def check(report: Mapping[str, Any], name: str) -> dict[str, Any]:
     raise AssertionError(f"status has no {name!r} check: {report.get('checks')}")
 
 
+def status_row(report: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The containers row called ``name`` in a ``status --json`` report."""
+    for item in report["containers"]:
+        if item["name"] == name:
+            found: dict[str, Any] = item
+            return found
+    raise AssertionError(f"status has no row {name!r}: {report['containers']}")
+
+
+def status_rows(report: Mapping[str, Any], twin_uuid: str) -> list[dict[str, Any]]:
+    """Every containers row of ``twin_uuid`` in a ``status --json`` report."""
+    return [row for row in report["containers"] if row["twin_uuid"] == twin_uuid]
+
+
+def running_in_status(report: Mapping[str, Any]) -> set[str]:
+    """The names of the containers a ``status --json`` report calls running."""
+    return {row["name"] for row in report["containers"] if row["state"] == "running"}
+
+
 class EdgeProcesses:
     """Every edge core a test started; all of them are ended on close."""
 
@@ -547,17 +571,6 @@ class EdgeProcesses:
     def close(self) -> None:
         for process in self._processes:
             process.kill()
-
-    def __enter__(self) -> EdgeProcesses:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def prepare_edge(
@@ -593,3 +606,33 @@ def prepare_edge(
         fingerprint=fingerprint,
     )
     return processes.new(config_dir, env=env)
+
+
+@dataclass(frozen=True)
+class EdgeFactory:
+    """Prepares edge cores wired to one test's emulator, broker and workdir."""
+
+    processes: EdgeProcesses
+    workdir: Path
+    emulator: Emulator
+    broker: Broker
+    fingerprint: str
+
+    def __call__(
+        self,
+        example: ExampleEnvironment | None,
+        *,
+        env: Mapping[str, str | None] | None = None,
+        broker_port: int | None = None,
+    ) -> EdgeProcess:
+        """A not yet started edge core, as ``prepare_edge`` makes it."""
+        return prepare_edge(
+            self.processes,
+            self.workdir,
+            emulator=self.emulator,
+            broker=self.broker,
+            fingerprint=self.fingerprint,
+            example=example,
+            env=env,
+            broker_port=broker_port,
+        )

@@ -16,7 +16,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -45,6 +45,11 @@ def _decode(raw: bytes) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def payloads(messages: Iterable[Seen]) -> list[dict[str, Any]]:
+    """The payloads of ``messages`` that are JSON objects, in order."""
+    return [m.payload for m in messages if isinstance(m.payload, dict)]
 
 
 class Recorder:
