@@ -359,9 +359,13 @@ def main() -> int:
         )
         say(f"edge core started (fingerprint {fingerprint}); log: .demo/edge-core.log")
         wait_for_drivers(edge, env, expected=2, timeout=120)
-        say("drivers are running; status (run it yourself with")
-        command = ".venv/bin/cyberwave-edge-core status"
-        say(f"  CYBERWAVE_EDGE_CONFIG_DIR={config_dir} {command}):")
+        say("drivers are running; status (to run it yourself, paste the next line):")
+        with contextlib.suppress(OSError):
+            print(
+                f"CYBERWAVE_EDGE_CONFIG_DIR={config_dir} "
+                ".venv/bin/cyberwave-edge-core status",
+                flush=True,
+            )
         subprocess.run(
             [sys.executable, "-m", "edge_core", "status"], env=env, check=False
         )
