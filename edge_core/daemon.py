@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import signal
 import sys
 import threading
@@ -23,17 +22,14 @@ import time
 from collections.abc import Callable, MutableMapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from types import FrameType
 from typing import Any, TypeVar
 
 from edge_core import __version__, systemd
 from edge_core.cloud import topics
 from edge_core.cloud.mqtt import (
-    MqttConfig,
     MqttSession,
-    broker_credentials,
     check_broker,
 )
 from edge_core.cloud.rest import CloudClient
@@ -44,7 +40,6 @@ from edge_core.config.credentials import (
     read_token,
 )
 from edge_core.config.environment import EnvironmentConfig, load_environment
-from edge_core.config.files import atomic_write_json
 from edge_core.config.fingerprint import host_identity, resolve_fingerprint
 from edge_core.config.paths import (
     ensure_layout,
@@ -66,15 +61,16 @@ from edge_core.errors import (
 )
 from edge_core.health import BootstrapHealthPublisher
 from edge_core.host.metrics import HostMetricsSampler, host_facts
-from edge_core.host.platform import PlatformFacts, detect_platform, profile_keys
+from edge_core.host.platform import detect_platform, profile_keys
 from edge_core.logsetup import RedactingFilter, configure_logging, format_exception_line
-from edge_core.model.desired import DriverContext, LaunchContext
-from edge_core.model.linkage import is_linked, linked_twins
+from edge_core.model.linkage import linked_twins
 from edge_core.presence import DiscoverKeepalive, register
 from edge_core.runtime.docker import DockerRuntime, EngineFacts
-from edge_core.state import DaemonState, state_path
+from edge_core.state import DaemonState, StateWriter, state_path
 from edge_core.twins import desired_state
 from edge_core.twins.desired_state import Snapshot
+from edge_core.twins.download import download_environment
+from edge_core.wiring import Backoff, driver_context, launch_context, mqtt_config
 
 log = logging.getLogger(__name__)
 
@@ -90,106 +86,6 @@ _STOP_POLL_SECONDS = 0.1
 
 class _Stopping(Exception):
     """A stop was requested while the main thread waited for a slow call."""
-
-
-@dataclass
-class Backoff:
-    """Capped exponential backoff with jitter, on a monotonic clock."""
-
-    initial: float
-    maximum: float
-    attempts: int = 0
-    due: float = 0.0
-
-    def failed(self, now: float) -> float:
-        delay = min(self.maximum, self.initial * 2.0**self.attempts)
-        delay *= random.uniform(0.8, 1.2)
-        self.attempts += 1
-        self.due = now + delay
-        return delay
-
-    def reset(self) -> None:
-        self.attempts = 0
-        self.due = 0.0
-
-
-def mqtt_config(settings: Settings, token: str) -> MqttConfig:
-    """The broker session settings of protocol.md 2.1 and 2.2."""
-    username, password = broker_credentials(
-        token=token,
-        username_setting=settings.mqtt_username,
-        password_setting=settings.mqtt_password,
-    )
-    return MqttConfig(
-        host=settings.mqtt_host,
-        port=settings.mqtt_port,
-        use_tls=settings.mqtt_use_tls,
-        ca_cert=settings.mqtt_tls_ca_cert,
-        username=username,
-        password=password,
-        protocol=settings.mqtt_protocol,
-        keepalive=settings.mqtt_keepalive,
-        connect_timeout=settings.mqtt_connect_timeout,
-        connect_attempts=settings.mqtt_connect_attempts,
-        max_payload_bytes=settings.mqtt_max_payload_bytes,
-        topic_aliases=settings.mqtt_topic_aliases,
-        reconnect_max_delay=settings.backoff_max,
-    )
-
-
-def driver_context(
-    settings: Settings, credentials: Credentials, facts: PlatformFacts
-) -> DriverContext:
-    """What the environment layering needs, from Settings and credentials."""
-    return DriverContext(
-        token=credentials.token,
-        base_url=settings.base_url,
-        environment=settings.environment,
-        is_production=settings.is_production,
-        host_platform=facts.system.lower(),
-        mqtt_host_setting=settings.mqtt_host if settings.mqtt_host_configured else None,
-        mqtt_port_setting=(
-            str(settings.mqtt_port) if settings.mqtt_port_configured else None
-        ),
-        local_backend_host=settings.local_backend_host,
-        log_level_setting=settings.cyberwave_process_env.get(
-            "CYBERWAVE_EDGE_LOG_LEVEL"
-        ),
-        cyberwave_envs=settings.cyberwave_envs,
-        cyberwave_process_env=settings.cyberwave_process_env,
-        data_backend=settings.data_backend,
-        zenoh_shared_memory=settings.zenoh_shared_memory,
-        zenoh_mode=settings.zenoh_mode,
-        zenoh_connect=settings.zenoh_connect,
-        zenoh_router_enabled=settings.zenoh_router_enabled,
-        zenoh_router_port=settings.zenoh_router_port,
-        mqtt_port_effective=settings.mqtt_port,
-    )
-
-
-def launch_context(
-    settings: Settings,
-    fingerprint: str,
-    facts: PlatformFacts,
-    engine: EngineFacts | None = None,
-) -> LaunchContext:
-    """How driver containers are launched on this host and engine."""
-    # --gpus needs the nvidia runtime AND it as the engine's default runtime.
-    gpu = (
-        engine is not None and engine.has_nvidia and engine.default_runtime == "nvidia"
-    )
-    return LaunchContext(
-        config_dir=str(settings.config_dir),
-        version=__version__,
-        privileged=settings.driver_privileged,
-        log_max_size=settings.docker_log_max_size,
-        log_max_file=settings.docker_log_max_file,
-        host_is_linux=facts.system.lower() == "linux",
-        v4l_exists=Path("/dev/v4l").is_dir(),
-        fingerprint=fingerprint,
-        jetson=facts.is_jetson,
-        gpu_available=gpu,
-    )
 
 
 class Daemon:
@@ -253,8 +149,7 @@ class Daemon:
         self._synced_environment: str | None = None
         self._last_result: PassResult | None = None
         self._linked: tuple[str, ...] = ()
-        self._written_state: dict[str, Any] | None = None
-        self._state_error: str | None = None
+        self._state_writer = StateWriter(state_path(settings.config_dir))
         self._watchdog_every = systemd.watchdog_interval()
         self._watchdog_at = float("-inf")
 
@@ -510,53 +405,10 @@ class Daemon:
         self._submit_pass(snapshot, pull=False)
 
     def _fetch(self, environment: EnvironmentConfig) -> tuple[Snapshot, bool]:
-        """The environment's twins and linked assets; True when complete.
-
-        An asset the backend cannot serve right now is taken from the last
-        snapshot when it has one; otherwise that twin's driver fails alone
-        and the download is tried again next cycle.
-        """
-        twins = self._cloud.environment_twins(environment.uuid)
         previous = self._snapshot.assets if self._snapshot else {}
-        assets: dict[str, Any] = {}
-        complete = True
-        for twin in twins:
-            metadata = twin.get("metadata")
-            asset_uuid = twin.get("asset_uuid")
-            if (
-                not isinstance(asset_uuid, str)
-                or not asset_uuid
-                or asset_uuid in assets
-            ):
-                continue
-            if not is_linked(
-                metadata if isinstance(metadata, dict) else {}, self.fingerprint
-            ):
-                continue
-            try:
-                assets[asset_uuid] = self._cloud.get_asset(asset_uuid)
-            except PermanentError as exc:
-                log.error(
-                    "asset %s of twin %s is unavailable: %s",
-                    asset_uuid,
-                    twin.get("uuid"),
-                    exc,
-                )
-            except BackendUnavailable as exc:
-                complete = False
-                if asset_uuid in previous:
-                    assets[asset_uuid] = previous[asset_uuid]
-                log.warning(
-                    "asset %s of twin %s could not be fetched: %s; %s, trying "
-                    "again next cycle",
-                    asset_uuid,
-                    twin.get("uuid"),
-                    exc,
-                    "using the saved copy"
-                    if asset_uuid in previous
-                    else "its driver waits",
-                )
-        return desired_state.new_snapshot(environment.uuid, twins, assets), complete
+        return download_environment(
+            self._cloud, environment.uuid, self.fingerprint, previous
+        )
 
     def _submit_pass(self, snapshot: Snapshot, *, pull: bool) -> None:
         if self._reconciler is None or self._pass is not None:
@@ -734,34 +586,7 @@ class Daemon:
             orphans=result.orphans if result else (),
             linked_twins=self._linked,
         )
-        document = state.to_json()
-        comparable = {k: v for k, v in document.items() if k != "updated_at"}
-        if comparable == self._written_state:
-            return
-        path = state_path(self._config_dir)
-        try:
-            if not path.parent.is_dir():
-                path.parent.mkdir()
-                # The process umask (077) would hide the state from
-                # ``status`` run in the owner's shell while we run as root.
-                path.parent.chmod(0o755)
-            atomic_write_json(path, document, mode=0o644)
-        except OSError as exc:
-            # Tried again every cycle; a full disk is said once, not 240 times
-            # an hour.
-            if str(exc) != self._state_error:
-                log.warning(
-                    "could not write %s: %s; status cannot show this daemon's "
-                    "state until it can (free some space or fix permissions)",
-                    path,
-                    format_exception_line(exc),
-                )
-            self._state_error = str(exc)
-            return
-        if self._state_error is not None:
-            log.info("%s is written again", path)
-        self._state_error = None
-        self._written_state = comparable
+        self._state_writer.write(state)
 
     def _shutdown(self) -> None:
         log.info("stopping the edge core; driver containers keep running")

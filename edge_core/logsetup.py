@@ -29,11 +29,20 @@ _MIN_SECRET_LENGTH = 4
 _PATTERNS = (
     (re.compile(r"cw_[A-Za-z0-9_\-]{6,}"), MASK),
     (re.compile(r"(Bearer\s+)[^\s'\",]+", re.IGNORECASE), r"\g<1>" + MASK),
+    # The signature and credential of signed storage URLs (model weights).
+    (
+        re.compile(
+            r"([?&](?:X-Goog-Signature|X-Goog-Credential|X-Amz-Signature|"
+            r"X-Amz-Credential|X-Amz-Security-Token|Signature|sig|token)=)[^&\s'\"]+",
+            re.IGNORECASE,
+        ),
+        r"\g<1>" + MASK,
+    ),
 )
 
 
 def redact(text: str) -> str:
-    """``text`` with API tokens and bearer credentials replaced by ``***``."""
+    """``text`` with API tokens, bearer credentials and URL signatures masked."""
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text

@@ -24,7 +24,6 @@ from edge_core.config.files import read_json_file
 from edge_core.config.fingerprint import resolve_fingerprint
 from edge_core.config.paths import resolve_config_dir
 from edge_core.config.settings import Settings, load_settings
-from edge_core.daemon import mqtt_config
 from edge_core.errors import (
     AuthError,
     ConfigError,
@@ -33,6 +32,7 @@ from edge_core.errors import (
 )
 from edge_core.runtime.docker import DockerRuntime
 from edge_core.state import DaemonState, read_state
+from edge_core.wiring import mqtt_config
 
 _CHECK_TIMEOUT = 5.0
 

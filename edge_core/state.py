@@ -9,9 +9,15 @@ image missing" without asking the daemon. It holds no secret.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from edge_core.config.files import atomic_write_json
+from edge_core.logsetup import format_exception_line
+
+log = logging.getLogger(__name__)
 
 STATE_FILE = Path("run") / "edge-core-state.json"
 
@@ -74,3 +80,41 @@ def read_state(config_dir: Path) -> DaemonState | None:
         return DaemonState.from_json(data)
     except (OSError, ValueError, TypeError):
         return None
+
+
+class StateWriter:
+    """Writes the state file when it changed; a failure is logged once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._written: dict[str, Any] | None = None
+        self._error: str | None = None
+
+    def write(self, state: DaemonState) -> None:
+        document = state.to_json()
+        comparable = {k: v for k, v in document.items() if k != "updated_at"}
+        if comparable == self._written:
+            return
+        try:
+            if not self.path.parent.is_dir():
+                self.path.parent.mkdir()
+                # The process umask (077) would hide the state from
+                # ``status`` run in the owner's shell while we run as root.
+                self.path.parent.chmod(0o755)
+            atomic_write_json(self.path, document, mode=0o644)
+        except OSError as exc:
+            # Tried again every cycle; a full disk is said once, not 240
+            # times an hour.
+            if str(exc) != self._error:
+                log.warning(
+                    "could not write %s: %s; status cannot show this daemon's "
+                    "state until it can (free some space or fix permissions)",
+                    self.path,
+                    format_exception_line(exc),
+                )
+            self._error = str(exc)
+            return
+        if self._error is not None:
+            log.info("%s is written again", self.path)
+        self._error = None
+        self._written = comparable

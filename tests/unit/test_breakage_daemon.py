@@ -40,7 +40,7 @@ def test_unwritable_state_file_is_reported_once_then_recovers(
     blocker = tmp_path / "run"
     blocker.write_text("not a directory")
     daemon = make_daemon(tmp_path)
-    caplog.set_level(logging.INFO, logger="edge_core.daemon")
+    caplog.set_level(logging.INFO, logger="edge_core.state")
 
     for phase in ("starting", "waiting_for_backend", "running", "starting"):
         daemon._phase = phase

@@ -175,3 +175,18 @@ def test_format_exception_line() -> None:
     """An exception becomes '<Type>: <message>' on one line, or just the type."""
     assert format_exception_line(ValueError("bad\n  value")) == "ValueError: bad value"
     assert format_exception_line(TimeoutError()) == "TimeoutError"
+
+
+def test_signed_url_signatures_are_masked() -> None:
+    """The signature and credential of a signed storage URL never reach a log."""
+    from edge_core.logsetup import redact
+
+    line = (
+        "GET https://storage.example/w.pt?X-Goog-Algorithm=GOOG4"
+        "&X-Goog-Credential=svc%2F2026&X-Goog-Signature=deadbeef01&alt=media"
+    )
+    masked = redact(line)
+    assert "deadbeef01" not in masked
+    assert "svc%2F2026" not in masked
+    assert "X-Goog-Algorithm=GOOG4" in masked
+    assert masked.endswith("&alt=media")
