@@ -14,14 +14,29 @@ import click
 from edge_core import __version__
 
 
+class _LazyGroup(click.Group):
+    """A group whose ``models`` subgroup (and its imports) load only when used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), "models"])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name != "models":
+            return super().get_command(ctx, cmd_name)
+        from edge_core.cli.models import models
+
+        return models
+
+
 @click.group(
+    cls=_LazyGroup,
     invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.version_option(__version__, "--version", prog_name="cyberwave-edge-core")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
-    """Cyberwave Edge Core: run drivers and the ML worker on this device.
+    """Cyberwave Edge Core: run this device's driver containers.
 
     With no command, runs the edge core daemon (as systemd does).
     """

@@ -1,14 +1,16 @@
-"""REST client for the Cyberwave backend: one method per endpoint R1–R14.
+"""REST client for the Cyberwave backend: one method per endpoint.
 
 Every other module reaches the backend through ``CloudClient``, so the
 bearer token, workspace scoping, timeouts, retries and the translation of
 HTTP failures into the project's error vocabulary live in one place
-(protocol.md 1.1–1.4, 7b items 13 and 20).
+(protocol.md 1.1–1.4, 7b items 13 and 20). The resource calls R1–R14 are
+scoped to the workspace and retried; the mlmodels calls (R16, R17) are
+"minimal" (1.2): no workspace parameter, no retry, and a timeout chosen by
+the caller for each call (1.3).
 
 It deliberately does not decide what the answers mean (registration at
-boot, twin sync and the alert lifecycle live above it), caches nothing, and
-leaves out the edge-sync and mlmodels calls (R15–R17), which have their own
-timeouts and a minimal header set.
+boot, twin sync, the alert lifecycle and the model cache live above it)
+and caches nothing.
 
 Every method raises only these::
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -96,6 +99,9 @@ ALERT_UPDATE_FIELDS: frozenset[str] = frozenset(
 
 _TEMPORARY_STATUSES = frozenset({408, 429})
 _DETAIL_LIMIT = 300
+_CANONICAL_UUID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,10 @@ class _Call:
     retry: bool
     params: tuple[tuple[str, str], ...] = ()
     body: Any = None
+    minimal: bool = False
+    """R15–R17: no workspace parameter is added (protocol.md 1.2)."""
+    timeout: float | None = None
+    """Seconds for this call; None uses the client's timeout."""
 
     @property
     def label(self) -> str:
@@ -284,6 +294,39 @@ class CloudClient:
         call = _Call("POST", f"/alerts/{_seg(alert_uuid)}/resolve", retry=False)
         return _object(call, self._request(call), allow_empty=True)
 
+    def get_mlmodel(self, model_id: str, *, timeout: float) -> dict[str, Any]:
+        """R16: the catalog object of one model, within ``timeout`` seconds.
+
+        A canonical UUID is fetched as ``/mlmodels/{uuid}``, any other id
+        as ``/mlmodels?model_external_id=<id>``; a list answer (bare or
+        paginated) gives its first element, and an empty one raises
+        ``NotFoundError``. Never retried.
+        """
+        params: tuple[tuple[str, str], ...] = ()
+        if _CANONICAL_UUID.fullmatch(model_id.strip()):
+            path = f"/mlmodels/{_seg(model_id.strip().lower())}"
+        else:
+            path, params = "/mlmodels", (("model_external_id", model_id),)
+        call = _Call(
+            "GET", path, retry=False, params=params, minimal=True, timeout=timeout
+        )
+        data = self._request(call)
+        if isinstance(data, dict) and not _is_page(data):
+            return data
+        items = _objects(call, data)
+        if not items:
+            raise NotFoundError(f"{call.label}: no model {model_id!r} in the catalog")
+        return items[0]
+
+    def get_mlmodel_weights(self, model_uuid: str, *, timeout: float) -> dict[str, Any]:
+        """R17: where the Cyberwave-hosted weights of a model are.
+
+        ``NotFoundError`` (404) means the model is not hosted. Never retried.
+        """
+        path = f"/mlmodels/{_seg(model_uuid)}/weights"
+        call = _Call("GET", path, retry=False, minimal=True, timeout=timeout)
+        return _object(call, self._request(call))
+
     # -- transport ---------------------------------------------------------
 
     def _request(self, call: _Call) -> Any:
@@ -324,8 +367,10 @@ class CloudClient:
 
     def _send_once(self, call: _Call, token: str) -> httpx.Response:
         params = httpx.QueryParams(list(call.params))
-        if self._workspace_id and "workspace_uuid" not in params:
+        scoped = self._workspace_id and not call.minimal
+        if scoped and "workspace_uuid" not in params:
             params = params.add("workspace_uuid", self._workspace_id)
+        timeout = self._timeout if call.timeout is None else call.timeout
         started = time.monotonic()
         outcome = "error"
         try:
@@ -336,7 +381,7 @@ class CloudClient:
                     params=params,
                     json=call.body,
                     headers={"Authorization": f"Bearer {token}"},
-                    timeout=httpx.Timeout(self._timeout),
+                    timeout=httpx.Timeout(timeout),
                 )
         except BackendUnavailable as exc:
             outcome = type(exc.__cause__).__name__
@@ -446,6 +491,11 @@ def _object(call: _Call, data: Any, *, allow_empty: bool = False) -> dict[str, A
         f"{call.label} answered with {type(data).__name__} where an object was "
         f"expected; will retry"
     )
+
+
+def _is_page(data: dict[str, Any]) -> bool:
+    """Whether ``data`` is a paginated list (``results`` or ``items``)."""
+    return any(isinstance(data.get(key), list) for key in ("results", "items"))
 
 
 def _objects(call: _Call, data: Any) -> list[dict[str, Any]]:

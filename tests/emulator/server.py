@@ -162,6 +162,19 @@ class Emulator:
         """The registered edge with this fingerprint, if any."""
         return self.backend.edge_by_fingerprint(fingerprint)
 
+    def put_mlmodel(
+        self, model: Mapping[str, Any], *, weights: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Add or replace a catalog model; ``weights`` is its /weights answer.
+
+        Without ``weights`` the model is not hosted (/weights answers 404).
+        """
+        return self.backend.put_mlmodel(model, weights=weights)
+
+    def remove_mlmodel(self, model_uuid: str) -> None:
+        """Take a model out of the catalog."""
+        self.backend.remove_mlmodel(model_uuid)
+
     def edit_twin(self, twin_uuid: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         """Change a twin on the backend side, as the web UI would."""
         return self.backend.edit_twin(twin_uuid, fields)

@@ -1,11 +1,12 @@
 """The emulated backend's resources and rules, without any HTTP.
 
-``Backend`` holds workspaces, edges, environments, twins, assets, alerts
-and edge-sync workflows, and answers each REST call of protocol.md 1.4 with
-a status and a JSON body, following the documented behaviour: POST /edges
-is an upsert by fingerprint (201, then 200), PUT /twins merges ``metadata``
-and refuses fields outside 1.7, POST /alerts dedupes onto an ACTIVE alert
-of the same twin and type unless ``force`` is set (1.8), and so on.
+``Backend`` holds workspaces, edges, environments, twins, assets, alerts,
+edge-sync workflows and the model catalog, and answers each REST call of
+protocol.md 1.4 with a status and a JSON body, following the documented
+behaviour: POST /edges is an upsert by fingerprint (201, then 200), PUT
+/twins merges ``metadata`` and refuses fields outside 1.7, POST /alerts
+dedupes onto an ACTIVE alert of the same twin and type unless ``force`` is
+set (1.8), and so on.
 
 It does not parse HTTP, record requests or inject faults (``server`` and
 ``faults`` do), and it only publishes through the callable it is given.
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from tests.emulator.alerts import AlertBook
+from tests.emulator.mlmodels import ModelCatalog
 from tests.emulator.reply import Reply, invalid, not_found, now_iso
 
 __all__ = ["Backend", "Reply", "now_iso", "substitute_fingerprint", "twin_linked_to"]
@@ -107,6 +109,7 @@ class Backend:
         self.host_facts: dict[str, dict[str, Any]] = {}
         self.alerts = AlertBook()
         self.workflows: dict[str, dict[str, Any]] = {}
+        self.mlmodels = ModelCatalog()
         self.require_workspace = False
         self.topic_prefix = ""
         self.publisher: Publisher | None = None
@@ -176,6 +179,9 @@ class Backend:
             ("PUT", f"/api/v1/alerts/{uid}", self._put_alert),
             ("POST", f"/api/v1/alerts/{uid}/resolve", self._resolve_alert),
             ("GET", f"/api/v1/workflows/edge-sync/{uid}", self._edge_sync),
+            ("GET", "/api/v1/mlmodels", self._find_mlmodels),
+            ("GET", f"/api/v1/mlmodels/{uid}", self._get_mlmodel),
+            ("GET", f"/api/v1/mlmodels/{uid}/weights", self._mlmodel_weights),
         ]
         return [(method, re.compile(path), handler) for method, path, handler in table]
 
@@ -227,6 +233,18 @@ class Backend:
         """What GET /workflows/edge-sync/{twin} answers for ``twin_uuid``."""
         with self._lock:
             self.workflows[twin_uuid] = copy.deepcopy(dict(answer))
+
+    def put_mlmodel(
+        self, model: Mapping[str, Any], *, weights: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Add or replace a catalog model and its /weights answer (None: 404)."""
+        with self._lock:
+            return self.mlmodels.put(model, weights=weights)
+
+    def remove_mlmodel(self, model_uuid: str) -> None:
+        """Take a model out of the catalog."""
+        with self._lock:
+            self.mlmodels.remove(model_uuid)
 
     def snapshot(self, kind: str) -> Any:
         """A deep copy of one collection (``twins``, ``edges``, ``alerts``...)."""
@@ -461,6 +479,19 @@ class Backend:
                 "skipped_workflows": copy.deepcopy(answer.get("skipped_workflows", [])),
             },
         )
+
+    # -- R16-R17: the model catalog (rules in ``mlmodels``) ---------------------
+
+    def _find_mlmodels(
+        self, args: dict[str, str], query: Mapping[str, list[str]], body: Any
+    ) -> Reply:
+        return self.mlmodels.find(query)
+
+    def _get_mlmodel(self, args: dict[str, str], query: Any, body: Any) -> Reply:
+        return self.mlmodels.get(args["uuid"])
+
+    def _mlmodel_weights(self, args: dict[str, str], query: Any, body: Any) -> Reply:
+        return self.mlmodels.weights_of(args["uuid"])
 
     # -- R10-R14: alerts (rules in ``alerts``) -------------------------------
 
