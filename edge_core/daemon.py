@@ -585,6 +585,7 @@ class Daemon:
             drivers=result.drivers if result else (),
             orphans=result.orphans if result else (),
             linked_twins=self._linked,
+            without_driver=dict(result.without_driver) if result else {},
         )
         self._state_writer.write(state)
 

@@ -200,6 +200,15 @@ def _daemon(state: DaemonState | None) -> Check:
     return Check("daemon", True, f"running (pid {state.pid}), phase {state.phase}")
 
 
+def _twins(state: DaemonState) -> Check:
+    """How many twins are linked, and why some have no driver of their own."""
+    linked = len(state.linked_twins)
+    detail = f"{linked} linked to this edge"
+    for uuid, reason in sorted(state.without_driver.items()):
+        detail += f"\n{uuid[:8]}: {reason}"
+    return Check("twins", True, detail)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -300,6 +309,8 @@ def gather(
     checks.append(_environment(config_dir))
     state = read_state(config_dir)
     checks.append(_daemon(state))
+    if state is not None and state.linked_twins:
+        checks.append(_twins(state))
     rows: tuple[ContainerRow, ...] = ()
     if fingerprint:
         docker_check, rows = _containers(fingerprint, state)

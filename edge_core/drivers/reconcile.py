@@ -77,6 +77,7 @@ class PassResult:
     drivers: tuple[DriverStatus, ...]
     orphans: tuple[str, ...]
     written: Mapping[str, str] = field(default_factory=dict)
+    without_driver: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def all_running(self) -> bool:
@@ -229,6 +230,7 @@ class DriverReconciler:
             drivers=tuple(statuses.values()),
             orphans=orphans,
             written=written,
+            without_driver=dict(topology.no_driver),
         )
 
     def _settled(

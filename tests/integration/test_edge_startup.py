@@ -38,6 +38,7 @@ from tests.support.edge import (
     EdgeFactory,
     EdgeProcess,
     ExampleEnvironment,
+    check,
     container_name,
     example_environment,
     running_in_status,
@@ -323,3 +324,21 @@ def test_restart_adopts_running_containers(
         assert f"adopted running container {container_name(twin_uuid)}" in log
     assert "created container" not in log
     assert edge.stop(timeout=10) == 0
+
+
+def test_status_explains_twins_without_a_driver(started: Started) -> None:
+    """status counts the linked twins and says why the attached camera has
+    no driver of its own."""
+    example = started.example
+    started.edge.wait_for(
+        lambda: example.wrist in (started.edge.state() or {}).get("without_driver", {}),
+        timeout=STARTUP_TIMEOUT,
+        what="the state file naming the attached camera",
+    )
+    twins = check(started.edge.status_json(), "twins")
+    assert twins["ok"] is True
+    assert f"{len(example.linked)} linked" in twins["detail"]
+    assert (
+        f"{example.wrist[:8]}: attached camera of twin {example.robot}"
+        in (twins["detail"])
+    )
