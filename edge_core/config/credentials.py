@@ -20,7 +20,7 @@ from edge_core.config.files import read_json_file
 from edge_core.errors import ConfigError
 
 CREDENTIALS_FILE = "credentials.json"
-LOGIN_FIX = 'run "sudo cyberwave edge install" to log in again'
+LOGIN_FIX = 'run "sudo cyberwave edge install" to log this device in'
 
 
 @dataclass(frozen=True)

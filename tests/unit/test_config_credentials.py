@@ -15,7 +15,7 @@ from edge_core.config.credentials import (
 )
 from edge_core.errors import ConfigError
 
-LOGIN_FIX = 'run "sudo cyberwave edge install" to log in again'
+LOGIN_FIX = 'run "sudo cyberwave edge install" to log this device in'
 
 
 def _write(config: Path, document: object) -> Path:
@@ -73,7 +73,7 @@ def test_loading_never_modifies_file(tmp_path: Path) -> None:
 
 
 def test_missing_file_is_one_line_with_fix(tmp_path: Path) -> None:
-    """A missing file names the file and tells the operator to log in again."""
+    """A missing file names the file and tells the operator to log the device in."""
     with pytest.raises(ConfigError) as caught:
         load_credentials(tmp_path)
     assert str(caught.value) == (
