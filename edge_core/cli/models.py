@@ -222,8 +222,12 @@ def _site() -> _Site:
 
 
 def _console() -> Console:
-    # Piped output (logs, support tickets) keeps whole lines.
-    return Console() if sys.stdout.isatty() else Console(width=160)
+    # Every message stays one line however long its paths (soft wrap: the
+    # terminal folds it, rich inserts no newline), so it can be copied or
+    # grepped whole; piped tables get a fixed width.
+    if sys.stdout.isatty():
+        return Console(soft_wrap=True)
+    return Console(width=160, soft_wrap=True)
 
 
 def _discovered(settings: Settings, console: Console) -> list[str]:

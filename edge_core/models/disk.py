@@ -76,7 +76,7 @@ def describes(sidecar: Sidecar | None, path: Path) -> bool:
 
 
 def normalize_flat_file(
-    cache_dir: Path, model_id: str, *, make_dir: Callable[[Path], None]
+    cache_dir: Path, model_id: str, *, make_dir: Callable[[Path], object]
 ) -> bool:
     """Turn a flat file ``{cache}/<id>`` into ``{cache}/<id>/<id>``.
 
@@ -145,16 +145,24 @@ def partial_bytes(model_dir: Path) -> int:
     return total
 
 
-def clean_staging(model_dir: Path, sidecar: Sidecar | None) -> bool:
+def clean_staging(
+    model_dir: Path, sidecar: Sidecar | None, *, left_by_us: bool = False
+) -> bool:
     """Tidy a model directory that holds no weight file.
 
     A generated sidecar describes a file that is gone, so it is removed;
     a hand-written one is the operator's and stays. The directory itself
-    is removed once empty. Returns True when the directory is gone.
+    is removed once empty, but only when it held the edge core's leftovers
+    (that sidecar, or ``left_by_us``: the caller created it or removed its
+    stale partial files): an empty directory may be one an operator just
+    made to copy a file into. Returns True when the directory is gone.
     """
     if sidecar is not None and not sidecar.hand_written:
         with contextlib.suppress(FileNotFoundError):
             sidecar_path(model_dir).unlink()
+        left_by_us = True
+    if not left_by_us:
+        return False
     try:
         model_dir.rmdir()
     except OSError:

@@ -25,13 +25,17 @@ class CacheFiles:
     def __init__(self, owner: Owner | None) -> None:
         self._owner = owner
 
-    def make_dir(self, path: Path) -> None:
-        """Create ``path`` (0755, handed to the owner) unless it exists."""
+    def make_dir(self, path: Path) -> bool:
+        """Create ``path`` (0755, handed to the owner) unless it exists.
+
+        True when this call created it.
+        """
         if path.is_dir():
-            return
+            return False
         path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         os.chmod(path, DIR_MODE)
         self.hand_over(path)
+        return True
 
     def hand_over(self, path: Path) -> None:
         """Give ``path`` to the config directory's owner (protocol.md 3.1)."""

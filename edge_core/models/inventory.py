@@ -185,15 +185,19 @@ def judge(
             "pre-staged file changed in place; the next ensure re-stamps it",
             sha256,
         )
-    where = (
-        "hand-written in metadata.json"
-        if sidecar and sidecar.hand_written
-        else ("recorded at download")
-    )
+    if sidecar is not None and sidecar.hand_written:
+        where = "hand-written in metadata.json"
+        fix = (
+            f"copy a good file or correct the checksum, or run "
+            f"'cyberwave-edge-core models evict {model_id}' to download it again"
+        )
+    else:
+        where = "recorded at download"
+        fix = f"'cyberwave-edge-core models ensure {model_id}' downloads it again"
     return Verification(
         model_id,
         Check.CORRUPT,
         path,
-        f"SHA-256 {sha256} does not match the one {where} ({recorded})",
+        f"SHA-256 {sha256} does not match the one {where} ({recorded}); {fix}",
         sha256,
     )

@@ -51,10 +51,11 @@ def check_model_id(model_id: object) -> str:
 
     A model id becomes a directory name, so it must be one non-hidden path
     component: no slash, no backslash, no NUL or control character, not
-    ``.`` or ``..``, at most 255 characters.
+    ``.`` or ``..``, at most 255 characters, and not a name the cache uses
+    for its own files (``manifest.json``, ``*.tmp``, ...).
     """
     text = model_id.strip() if isinstance(model_id, str) else ""
-    problem = _name_problem(text)
+    problem = _id_problem(text)
     if problem is None:
         return text
     raise ModelRejected(
@@ -66,7 +67,7 @@ def check_model_id(model_id: object) -> str:
 
 def is_valid_model_id(model_id: object) -> bool:
     """Whether ``model_id`` can name one cache directory (see ``check_model_id``)."""
-    return isinstance(model_id, str) and _name_problem(model_id) is None
+    return isinstance(model_id, str) and _id_problem(model_id) is None
 
 
 def is_safe_filename(name: object) -> bool:
@@ -74,6 +75,13 @@ def is_safe_filename(name: object) -> bool:
     if not isinstance(name, str) or _name_problem(name) is not None:
         return False
     return name not in _RESERVED_NAMES and not is_temporary(name)
+
+
+def _id_problem(text: str) -> str | None:
+    problem = _name_problem(text)
+    if problem is None and (text in _RESERVED_NAMES or is_temporary(text)):
+        return "is reserved for the cache's own files"
+    return problem
 
 
 def _name_problem(text: str) -> str | None:
@@ -111,7 +119,9 @@ def weight_candidates(model_dir: Path) -> list[Path]:
     """The regular, non-hidden, non-temporary files of ``model_dir``.
 
     ``metadata.json`` is left out; symbolic links are too, because they do
-    not resolve inside the worker's read-only mount. Sorted by name.
+    not resolve inside the worker's read-only mount; so are names a sidecar
+    cannot record (a control character, ``manifest.json``), which would
+    make the sidecar written for them unreadable. Sorted by name.
     """
     try:
         entries = list(model_dir.iterdir())
@@ -119,7 +129,7 @@ def weight_candidates(model_dir: Path) -> list[Path]:
         return []
     found = []
     for entry in entries:
-        if entry.name == SIDECAR_NAME or is_temporary(entry.name):
+        if not is_safe_filename(entry.name):
             continue
         try:
             mode = entry.lstat().st_mode
@@ -128,6 +138,16 @@ def weight_candidates(model_dir: Path) -> list[Path]:
         if stat.S_ISREG(mode):
             found.append(entry)
     return sorted(found, key=lambda path: path.name)
+
+
+def linked_files(model_dir: Path) -> list[Path]:
+    """The symbolic links ``weight_candidates`` leaves out of ``model_dir``."""
+    try:
+        entries = list(model_dir.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    links = [e for e in entries if is_safe_filename(e.name) and e.is_symlink()]
+    return sorted(links, key=lambda path: path.name)
 
 
 def model_dirs(cache_dir: Path) -> list[str]:

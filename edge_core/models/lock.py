@@ -16,6 +16,7 @@ This module does not know what is being protected.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -29,6 +30,8 @@ from edge_core.models.errors import LockTimeout
 _log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.05
+
+_NOT_WRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 
 
 @contextmanager
@@ -65,9 +68,12 @@ def _open(path: Path, on_created: Callable[[Path], None] | None) -> int:
     except FileExistsError:
         try:
             return os.open(path, os.O_RDWR)
-        except PermissionError:
+        except OSError as exc:
+            if exc.errno not in _NOT_WRITABLE:
+                raise
             # flock works on a read-only descriptor too: an operator's shell
-            # can take a lock file the root daemon created.
+            # can take a lock file the root daemon created, and a cache
+            # remounted read-only can still be read under its locks.
             return os.open(path, os.O_RDONLY)
     if on_created is not None:
         on_created(path)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import logging
 import os
 import shutil
@@ -273,7 +274,10 @@ class ModelManager:
                     )
                 )
             except OSError as exc:
-                detail = f"cannot lock it ({exc.strerror or exc}); run as root"
+                detail = (
+                    f"cannot check it: {exc.filename or self.cache_dir} "
+                    f"({exc.strerror or exc}); {_file_system_fix(exc)}"
+                )
                 results.append(Verification(model_id, Check.UNUSABLE, None, detail))
         return results
 
@@ -419,7 +423,7 @@ class ModelManager:
         filename = (hand.filename if hand else None) or entry.pick_filename(
             sources[0][1]
         )
-        self._files.make_dir(local.model_dir)
+        created = self._files.make_dir(local.model_dir)
         for source, url in sources:
             result = self._fetch_one(
                 local,
@@ -430,7 +434,7 @@ class ModelManager:
             )
             if result is not None:
                 return result
-        clean_staging(local.model_dir, None)
+        clean_staging(local.model_dir, None, left_by_us=created)
         return None
 
     def _fetch_one(
@@ -567,9 +571,10 @@ class ModelManager:
         except LockTimeout as exc:
             raise ModelUnavailable(str(exc), model_id=model_id) from exc
         except OSError as exc:
+            where = exc.filename or self.cache_dir
             raise ModelUnavailable(
-                f"model {model_id}: the cache in {self.cache_dir} failed "
-                f"({exc.strerror or exc}); check free space and permissions",
+                f"model {model_id}: the cache failed at {where} "
+                f"({exc.strerror or exc}); {_file_system_fix(exc)}",
                 model_id=model_id,
             ) from exc
 
@@ -586,6 +591,16 @@ class ModelManager:
             on_created=self._files.hand_over,
         ):
             yield
+
+
+def _file_system_fix(exc: OSError) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free some space on that device"
+    if exc.errno == errno.EROFS:
+        return "remount that file system read-write"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "fix its permissions or run the edge core as root"
+    return "check free space and permissions"
 
 
 def _catalog_differs(entry: CatalogEntry | None, sha256: str | None) -> bool:

@@ -34,7 +34,7 @@ from edge_core.models.errors import ModelRejected
 from edge_core.models.files import CacheFiles
 from edge_core.models.hashing import BUFFER_SIZE, sha256_file
 from edge_core.models.index import CacheIndex
-from edge_core.models.layout import infer_runtime
+from edge_core.models.layout import infer_runtime, linked_files
 from edge_core.models.manifest import ManifestEntry, entry_from_sidecar, utc_stamp
 from edge_core.models.progress import Phase, ProgressCallback, Throttle
 from edge_core.models.sidecar import PRESTAGED, Sidecar, read_sidecar, write_sidecar
@@ -104,16 +104,18 @@ class Reconciler:
             self._index.sync({model_id: None})
             return LocalModel(model_dir)
 
-        remove_stale_partials(model_dir, max_age=self._partial_max_age)
+        stale = remove_stale_partials(model_dir, max_age=self._partial_max_age)
         sidecar = read_sidecar(model_dir, model_id=model_id)
         located = locate_weight_file(model_dir, sidecar)
         if located.problem is not None:
             raise ModelRejected(located.problem, model_id=model_id)
         if located.path is None:
-            clean_staging(model_dir, sidecar)
+            _refuse_links(model_id, model_dir)
+            clean_staging(model_dir, sidecar, left_by_us=bool(stale))
             self._index.sync({model_id: None})
             return LocalModel(model_dir, sidecar=sidecar)
 
+        _refuse_empty(model_id, located.path, sidecar)
         try:
             sha256 = self.hash(model_id, located.path, on_progress)
         except OSError as exc:
@@ -267,3 +269,37 @@ class Reconciler:
     def stamp(self, model_id: str, path: Path, sha256: str, *, ok: bool) -> None:
         stamp = Stamp.of(path, sha256=sha256, ok=ok, checked_at=utc_stamp())
         self._index.sync(stamps={model_id: stamp})
+
+
+def _refuse_links(model_id: str, model_dir: Path) -> None:
+    """Refuse a model whose only weight file is a symbolic link.
+
+    Downloading over the link would destroy what the operator placed, and
+    handing it out would give the worker a path it cannot open.
+    """
+    links = linked_files(model_dir)
+    if not links:
+        return
+    raise ModelRejected(
+        f"model {model_id}: {links[0]} is a symbolic link, which the worker "
+        f"cannot follow out of its read-only mount; copy the file itself into "
+        f"{model_dir}/ in its place",
+        model_id=model_id,
+    )
+
+
+def _refuse_empty(model_id: str, path: Path, sidecar: Sidecar | None) -> None:
+    """Refuse an empty operator-placed file: a copy that has only just begun.
+
+    An empty file the edge core downloaded is plain corruption and is
+    downloaded again by the usual checksum rule.
+    """
+    downloaded = describes(sidecar, path) and not (sidecar and sidecar.prestaged)
+    if downloaded or path.stat().st_size > 0:
+        return
+    raise ModelRejected(
+        f"model {model_id}: {path} is empty (0 bytes), so it is not handed out; "
+        f"if it is still being copied, copy it as {path.name}.tmp and rename it "
+        f"when the copy is done, or copy it again",
+        model_id=model_id,
+    )
