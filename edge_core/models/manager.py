@@ -481,20 +481,15 @@ class ModelManager:
     def _install(
         self, local: LocalModel, entry: CatalogEntry, fetched: Fetched, source: _Source
     ) -> EnsureResult:
-        """Move a verified download into place, then record it."""
+        """Record a verified download, then move it into place.
+
+        The sidecar goes first: a crash between the two leaves a sidecar
+        whose checksum the file on disk does not match, which the next
+        call treats as a damaged download and fetches again. The other
+        order would leave a file without a sidecar, taken for pre-staged.
+        """
         filename = source.filename
         final = local.model_dir / filename
-        os.chmod(fetched.path, FILE_MODE)
-        self._files.hand_over(fetched.path)
-        os.replace(fetched.path, final)
-        fsync_directory(local.model_dir)
-        if local.path is not None and local.path != final:
-            # The old download had another name; two weight files would
-            # make the directory ambiguous.
-            with contextlib.suppress(FileNotFoundError):
-                local.path.unlink()
-        remove_partials(local.model_dir)
-
         hand = local.hand_written
         runtime = (hand.runtime if hand else None) or entry.runtime
         sidecar = Sidecar(
@@ -510,6 +505,18 @@ class ModelManager:
             upstream_url=entry.upstream_url,
         )
         self._files.hand_over(write_sidecar(local.model_dir, sidecar))
+
+        os.chmod(fetched.path, FILE_MODE)
+        self._files.hand_over(fetched.path)
+        os.replace(fetched.path, final)
+        fsync_directory(local.model_dir)
+        if local.path is not None and local.path != final:
+            # The old download had another name; two weight files would
+            # make the directory ambiguous.
+            with contextlib.suppress(FileNotFoundError):
+                local.path.unlink()
+        remove_partials(local.model_dir)
+
         manifest_entry = entry_from_sidecar(
             final, sidecar, size=fetched.size, checksum=fetched.sha256
         )

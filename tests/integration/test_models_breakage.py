@@ -452,3 +452,34 @@ def test_ensure_errors_are_single_lines_however_long_the_path(
     assert len(lines) == 1, done.stdout
     assert str(cache / "yolov8n" / "metadata.json") in lines[0]
     assert "delete the file" in lines[0]
+
+
+def test_a_crash_before_the_sidecar_never_turns_a_download_into_prestaged(
+    emulator: Emulator,
+    files: WeightsServer,
+    make: Callable[..., ModelManager],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """If recording a download fails, the next call downloads again instead
+    of taking the file for an operator's pre-staged copy."""
+    import edge_core.models.manager as manager_module
+
+    publish(emulator, files, "yolov8n", V1)
+    real = manager_module.write_sidecar
+
+    def disk_full(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(manager_module, "write_sidecar", disk_full)
+    with pytest.raises(Exception, match=r"No space left|space"):
+        make().ensure_model("yolov8n")
+    monkeypatch.setattr(manager_module, "write_sidecar", real)
+
+    result = make().ensure_model("yolov8n")
+    sidecar = json.loads(
+        (tmp_path / "models" / "yolov8n" / "metadata.json").read_text()
+    )
+    assert sidecar["downloaded_from"] != "prestaged"
+    assert sidecar["checksum_sha256"] == sha(V1)
+    assert result.path is not None and result.path.read_bytes() == V1
