@@ -3,7 +3,7 @@
 They build the test driver image once per session and give each test its
 edge core processes, ended at teardown before the ``fingerprint`` fixture
 removes the containers those processes created. Nothing here starts an
-edge core by itself.
+edge core by itself. The model cache tests get their ``site`` here too.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from tests.emulator.broker import Broker
 from tests.emulator.server import Emulator
 from tests.support.edge import EdgeFactory, EdgeProcesses
 from tests.support.images import DRIVER_IMAGE, ensure_driver_image
+from tests.support.model_site import Site, open_site
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +48,10 @@ def new_edge(
 ) -> EdgeFactory:
     """Prepares edge cores wired to the test's emulator and plain broker."""
     return EdgeFactory(edges, tmp_path, emulator, mqtt_broker, fingerprint)
+
+
+@pytest.fixture
+def site(emulator: Emulator, tmp_path: Path) -> Iterator[Site]:
+    """A fresh model cache, the emulator as catalog and a weights file server."""
+    with open_site(emulator, tmp_path) as opened:
+        yield opened
