@@ -20,7 +20,7 @@ import logging
 import socket
 import threading
 from collections.abc import Iterable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 from tests.emulator.alerts import LIST_SHAPES
 from tests.emulator.control import ControlApi
 from tests.emulator.faults import Fault, FaultBook, RecordedRequest, Recorder
+from tests.emulator.httpserver import TrackingHTTPServer
 from tests.emulator.publisher import CommandPublisher
 from tests.emulator.state import Backend, Reply
 
@@ -295,37 +296,10 @@ class Emulator:
         return self._control.handle(method, path[len(CONTROL_PREFIX) :], query, body)
 
 
-class _Server(ThreadingHTTPServer):
-    """Threaded HTTP server that can cut every open connection on stop."""
+class _Server(TrackingHTTPServer):
+    """The emulator's HTTP server."""
 
-    daemon_threads = True
-    allow_reuse_address = True
     emulator: Emulator
-
-    def __init__(
-        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]
-    ) -> None:
-        super().__init__(address, handler)
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_all_connections(self) -> None:
-        """Cut kept-alive connections, so a stopped emulator answers nothing."""
-        with self._open_lock:
-            sockets, self._open = list(self._open), set()
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
 
 
 class _Handler(BaseHTTPRequestHandler):
