@@ -173,6 +173,8 @@ class DriverReconciler:
 
         # Each driver launches as soon as its own image is ready, so a slow
         # or stalled pull holds back only the drivers that need that image.
+        # TODO: honour the services' depends_on (desired.dependencies); all
+        # services of a twin launch together for now.
         groups: dict[str, list[ContainerSpec]] = {}
         for spec in draft.specs:
             groups.setdefault(spec.image, []).append(spec)
@@ -367,6 +369,8 @@ class DriverReconciler:
             self._runtime.remove(
                 spec.name, force=True, volumes=True, fingerprint=opts.fingerprint
             )
+            # TODO: bound the create with CYBERWAVE_DRIVER_CREATE_TIMEOUT_SECONDS
+            # and connect extra networks, as protocol 4.5 steps 2 and 3 say.
             self._runtime.create(spec, fingerprint=opts.fingerprint)
             self._runtime.start(spec.name, fingerprint=opts.fingerprint)
         except (ForeignContainerError, DriverSpecError) as exc:

@@ -404,6 +404,8 @@ class ModelManager:
         sources = self._sources(entry, attempts)
         if not sources:
             if entry.runtime in SELF_DOWNLOADING_RUNTIMES and local.path is None:
+                # TODO: run the runtime's own download in a subprocess
+                # (runtime_managed) once a worker image provides it.
                 note = (
                     f"model {model_id}: the catalog lists no download source; "
                     f"the {entry.runtime} runtime in the worker fetches it itself"
