@@ -57,7 +57,7 @@ def cli(ctx: click.Context) -> None:
     os._exit(code)
 
 
-@cli.command()
+@cli.command(short_help="Show what runs, what is wrong and what to do.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--offline", is_flag=True, help="Do not contact the backend or broker.")
 def status(as_json: bool, offline: bool) -> None:

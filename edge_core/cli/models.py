@@ -92,7 +92,7 @@ class _ConsoleStream:
 
 @click.group("models")
 def models() -> None:
-    """Inspect and fill the ML model cache ({config}/models)."""
+    """Inspect and fill the ML model cache (models/ in the config dir)."""
 
 
 @models.command("list")
