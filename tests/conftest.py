@@ -10,6 +10,7 @@ fingerprint whose containers are force-removed at teardown.
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,12 +58,15 @@ def test_image(docker_client: docker.DockerClient) -> str:
     return TEST_IMAGE
 
 
-def remove_labelled(client: docker.DockerClient, fingerprint: str) -> None:
-    """Force-remove every container carrying ``fingerprint`` as its owner label."""
+def remove_labelled(client: docker.DockerClient, fingerprint: str) -> int:
+    """Force-remove every container carrying ``fingerprint`` as its owner
+    label; returns how many there were."""
     label = f"{LABEL_FINGERPRINT}={fingerprint}"
-    for summary in client.api.containers(all=True, filters={"label": label}):
+    found = client.api.containers(all=True, filters={"label": label})
+    for summary in found:
         with contextlib.suppress(NotFound):
             client.api.remove_container(summary["Id"], v=True, force=True)
+    return len(found)
 
 
 @pytest.fixture
@@ -70,7 +74,13 @@ def fingerprint(docker_client: docker.DockerClient) -> Iterator[str]:
     """A unique edge fingerprint; its containers are removed at teardown."""
     value = f"test-{uuid.uuid4().hex[:12]}"
     yield value
+    # A create the engine was still carrying out for an edge core that has
+    # already exited lands a moment later: sweep again until one finds none.
     remove_labelled(docker_client, value)
+    for _ in range(10):
+        time.sleep(0.2)
+        if not remove_labelled(docker_client, value):
+            break
 
 
 @pytest.fixture
