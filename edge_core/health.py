@@ -54,7 +54,6 @@ class BootstrapHealthPublisher:
         self._created = clock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.published = 0
 
     @property
     def running(self) -> bool:
@@ -88,7 +87,6 @@ class BootstrapHealthPublisher:
         for twin_uuid in self._twins():
             if self._publish(self._topic_for(twin_uuid), self.payload(twin_uuid)):
                 sent += 1
-        self.published += sent
         return sent
 
     def start(self) -> None:

@@ -66,8 +66,6 @@ class DiscoverKeepalive:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = False
-        self.sent = 0
-        self.last_twins: list[str] = []
 
     def start(self) -> None:
         if self._thread is not None:
@@ -85,7 +83,7 @@ class DiscoverKeepalive:
     def beat(self) -> bool:
         """One keepalive; True when the backend took it."""
         try:
-            answer = self._api.discover(
+            self._api.discover(
                 fingerprint=self._fingerprint,
                 hostname=self._hostname,
                 platform=self._platform,
@@ -103,14 +101,6 @@ class DiscoverKeepalive:
         if self._failing:
             log.info("edge keepalive works again")
         self._failing = False
-        self.sent += 1
-        rows = answer.get("twins") if isinstance(answer, dict) else None
-        if isinstance(rows, list):
-            self.last_twins = [
-                str(row["twin_uuid"])
-                for row in rows
-                if isinstance(row, dict) and row.get("twin_uuid")
-            ]
         return True
 
     def _run(self) -> None:

@@ -54,7 +54,6 @@ class DaemonState:
     orphans: tuple[str, ...] = ()
     linked_twins: tuple[str, ...] = ()
     without_driver: dict[str, str] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -31,7 +31,6 @@ from edge_core.model.desired import (
     LaunchContext,
     build_driver_specs,
 )
-from edge_core.model.linkage import resolve_topology
 from edge_core.model.spec import ContainerSpec
 from edge_core.runtime.docker import DockerRuntime
 from edge_core.runtime.errors import ForeignContainerError
@@ -76,7 +75,6 @@ class PassResult:
     linked: tuple[str, ...]
     drivers: tuple[DriverStatus, ...]
     orphans: tuple[str, ...]
-    written: Mapping[str, str] = field(default_factory=dict)
     without_driver: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -92,10 +90,6 @@ class PassResult:
         return bool(containers) and all(
             d.outcome in ("running", "adopted") for d in containers
         )
-
-    @property
-    def any_running(self) -> bool:
-        return any(d.outcome in ("running", "adopted") for d in self.drivers)
 
 
 class DriverReconciler:
@@ -129,8 +123,6 @@ class DriverReconciler:
     ) -> PassResult:
         """Bring the containers of the linked twins to their desired state."""
         opts = self._options
-        topology = resolve_topology(twins, assets, opts.fingerprint)
-        written = self._write_twin_files(topology.linked, assets)
 
         # The spec hash covers the local image id, so images come first.
         def build(
@@ -151,7 +143,11 @@ class DriverReconciler:
                 image_substitutes=substitutes,
             )
 
+        # The draft knows the topology, images and failures; its mounts do
+        # not matter, so it may be built before the twin files are written.
         draft = build({}, {})
+        topology = draft.topology
+        self._write_twin_files(topology.linked, assets)
         statuses: dict[str, DriverStatus] = {}
         for failure in draft.failures:
             log.error(
@@ -231,7 +227,6 @@ class DriverReconciler:
             linked=tuple(str(t.uuid) for t in topology.linked),
             drivers=tuple(statuses.values()),
             orphans=orphans,
-            written=written,
             without_driver=dict(topology.no_driver),
         )
 
@@ -257,16 +252,13 @@ class DriverReconciler:
 
     def _write_twin_files(
         self, linked: Sequence[Any], assets: Mapping[str, Mapping[str, Any]]
-    ) -> dict[str, str]:
-        written: dict[str, str] = {}
+    ) -> None:
         for twin in linked:
             asset = assets.get(str(twin.asset_uuid or ""))
             if asset is None:
                 continue
             try:
-                written[twin.uuid] = write_twin_file(
-                    self._options.config_dir, twin.raw, asset
-                )
+                write_twin_file(self._options.config_dir, twin.raw, asset)
             except (OSError, EdgeCoreError) as exc:
                 log.error(
                     "could not write twin file for %s: %s; the driver "
@@ -274,7 +266,6 @@ class DriverReconciler:
                     twin.uuid,
                     exc,
                 )
-        return written
 
     # -- images ---------------------------------------------------------
 

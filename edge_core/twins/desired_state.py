@@ -34,7 +34,6 @@ class Snapshot:
     twins: tuple[Mapping[str, Any], ...]
     assets: Mapping[str, Mapping[str, Any]]
     fetched_at: float
-    baselines: Mapping[str, str]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -43,7 +42,6 @@ class Snapshot:
             "fetched_at": self.fetched_at,
             "twins": list(self.twins),
             "assets": dict(self.assets),
-            "twin_file_baselines": dict(self.baselines),
         }
 
 
@@ -52,7 +50,6 @@ def new_snapshot(
     twins: Sequence[Mapping[str, Any]],
     assets: Mapping[str, Mapping[str, Any]],
     *,
-    baselines: Mapping[str, str] | None = None,
     now: float | None = None,
 ) -> Snapshot:
     return Snapshot(
@@ -60,7 +57,6 @@ def new_snapshot(
         twins=tuple(twins),
         assets=dict(assets),
         fetched_at=time.time() if now is None else now,
-        baselines=dict(baselines or {}),
     )
 
 
@@ -88,7 +84,6 @@ def load(config_dir: Path) -> Snapshot | None:
             twins=tuple(t for t in data["twins"] if isinstance(t, dict)),
             assets={k: v for k, v in data["assets"].items() if isinstance(v, dict)},
             fetched_at=float(data.get("fetched_at", 0.0)),
-            baselines=dict(data.get("twin_file_baselines", {})),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         log.warning("%s has an unexpected shape (%s); ignoring it", path, exc)
