@@ -25,6 +25,28 @@ class TrackingHTTPServer(ThreadingHTTPServer):
         super().__init__(address, handler)
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start_serving(self, name: str) -> None:
+        """Serve in a background thread (once)."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(
+            target=self.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=name,
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop_serving(self) -> None:
+        """Stop serving, cut open connections and close the socket."""
+        if self._thread is not None:
+            self.shutdown()
+            self._thread.join(5)
+            self._thread = None
+        self.close_all_connections()
+        self.server_close()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._open_lock:

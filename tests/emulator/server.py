@@ -18,7 +18,6 @@ import contextlib
 import json
 import logging
 import socket
-import threading
 from collections.abc import Iterable, Mapping
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -61,7 +60,6 @@ class Emulator:
         self._publisher: CommandPublisher | None = None
         self._server = _Server((host, port), _Handler)
         self._server.emulator = self
-        self._thread: threading.Thread | None = None
         self._control = ControlApi(self)
 
     # -- lifecycle -------------------------------------------------------------
@@ -84,25 +82,13 @@ class Emulator:
 
     def start(self) -> Emulator:
         """Serve in a background thread."""
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name="emulator",
-                daemon=True,
-            )
-            self._thread.start()
+        self._server.start_serving("emulator")
         return self
 
     def stop(self) -> None:
         """Stop serving, release hung requests and close open connections."""
         self.faults.clear()
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(5)
-            self._thread = None
-        self._server.close_all_connections()
-        self._server.server_close()
+        self._server.stop_serving()
 
     def __enter__(self) -> Emulator:
         return self.start()

@@ -103,7 +103,6 @@ class WeightsServer:
         self._state = _State()
         self._server = _Server((host, 0), _Handler)
         self._server.state = self._state
-        self._thread: threading.Thread | None = None
 
     @property
     def base(self) -> str:
@@ -144,24 +143,13 @@ class WeightsServer:
 
     def start(self) -> WeightsServer:
         """Serve in a background thread."""
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="weights-server",
-            daemon=True,
-        )
-        self._thread.start()
+        self._server.start_serving("weights-server")
         return self
 
     def stop(self) -> None:
         """Stop serving, release hung requests and cut open connections."""
         self._state.stopping.set()
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(5)
-            self._thread = None
-        self._server.close_all_connections()
-        self._server.server_close()
+        self._server.stop_serving()
 
     def __enter__(self) -> WeightsServer:
         return self.start()
