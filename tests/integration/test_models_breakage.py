@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +33,7 @@ from edge_core.models import (
     Outcome,
 )
 from tests.emulator.server import Emulator
+from tests.support.model_site import publish_signed
 from tests.support.weights_server import WeightsServer
 
 pytestmark = pytest.mark.integration
@@ -89,21 +89,6 @@ def make(emulator: Emulator, tmp_path: Path) -> Iterator[Callable[..., ModelMana
     for manager, client in made:
         manager.close()
         client.close()
-
-
-def publish(
-    emulator: Emulator, files: WeightsServer, model_id: str, data: bytes
-) -> None:
-    """Put ``model_id`` in the catalog with a signed artifact ``<model_id>.pt``."""
-    files.add(f"bucket/{model_id}.pt", data)
-    emulator.put_mlmodel(
-        {
-            "uuid": str(uuid.uuid4()),
-            "model_external_id": model_id,
-            "checksum_sha256": sha(data),
-        },
-        weights={"signed_url": files.url(f"bucket/{model_id}.pt", "sig=1")},
-    )
 
 
 def stage(cache: Path, model_id: str, name: str, data: bytes) -> Path:
@@ -213,7 +198,7 @@ def test_an_unknown_downloaded_from_is_an_operators_sidecar(
 ) -> None:
     """A sidecar with ``"downloaded_from": "usb"`` is the operator's, never deleted."""
     cache = tmp_path / "models"
-    publish(emulator, files, "yolov8n", V2)
+    publish_signed(emulator, files, "yolov8n", V2)
     path = stage(cache, "yolov8n", "weights-from-usb.pt", V1)
     document = {
         "filename": "weights-from-usb.pt",
@@ -256,7 +241,7 @@ def test_an_empty_directory_survives_a_failed_download(
     """A download that fails does not take away the directory the operator made."""
     directory = tmp_path / "models" / "yolov8n"
     directory.mkdir(parents=True)
-    publish(emulator, files, "yolov8n", V1)
+    publish_signed(emulator, files, "yolov8n", V1)
     files.change("bucket/yolov8n.pt", status=403)
 
     with pytest.raises(ModelUnavailable, match="403"):
@@ -272,7 +257,7 @@ def test_a_directory_the_cache_made_for_a_failed_download_is_removed(
     tmp_path: Path,
 ) -> None:
     """The cache's own staging directory of a refused download does not linger."""
-    publish(emulator, files, "yolov8n", V1)
+    publish_signed(emulator, files, "yolov8n", V1)
     files.change("bucket/yolov8n.pt", status=403)
 
     with pytest.raises(ModelUnavailable, match="403"):
@@ -301,7 +286,7 @@ def test_a_symlinked_weight_file_is_refused_and_never_replaced(
     tmp_path: Path,
 ) -> None:
     """A link the worker cannot follow is named in the error, not downloaded over."""
-    publish(emulator, files, "yolov8n", V1)
+    publish_signed(emulator, files, "yolov8n", V1)
     target = tmp_path / "elsewhere.pt"
     target.write_bytes(V2)
     link = tmp_path / "models" / "yolov8n" / "yolov8n.pt"
@@ -465,7 +450,7 @@ def test_a_crash_before_the_sidecar_never_turns_a_download_into_prestaged(
     of taking the file for an operator's pre-staged copy."""
     import edge_core.models.manager as manager_module
 
-    publish(emulator, files, "yolov8n", V1)
+    publish_signed(emulator, files, "yolov8n", V1)
     real = manager_module.write_sidecar
 
     def disk_full(*args: Any, **kwargs: Any) -> Any:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.emulator.server import Emulator
+from tests.support.model_site import publish_signed
 from tests.support.ports import free_port
 from tests.support.weights_server import WeightsServer
 
@@ -54,21 +53,6 @@ def write_credentials(config_dir: Path, token: str, base_url: str) -> None:
     (config_dir / "credentials.json").write_text(json.dumps(document))
 
 
-def publish(
-    emulator: Emulator, files: WeightsServer, model_id: str, data: bytes
-) -> None:
-    """Put ``model_id`` in the catalog with a signed artifact on the file server."""
-    files.add(f"bucket/{model_id}.pt", data)
-    emulator.put_mlmodel(
-        {
-            "uuid": str(uuid.uuid4()),
-            "model_external_id": model_id,
-            "checksum_sha256": hashlib.sha256(data).hexdigest(),
-        },
-        weights={"signed_url": files.url(f"bucket/{model_id}.pt", "sig=1")},
-    )
-
-
 def stage(config_dir: Path, model_id: str, name: str, data: bytes) -> Path:
     """Copy a weight file into the cache by hand."""
     directory = config_dir / "models" / model_id
@@ -90,7 +74,7 @@ def test_ensure_discovers_worker_models_and_reports_broken_files(
     """Without ids, ``ensure`` uses cyberwave.yml and cw.models.load calls."""
     config_dir = tmp_path / "cfg"
     write_credentials(config_dir, emulator.token, emulator.url)
-    publish(emulator, files, "tracker", V1)
+    publish_signed(emulator, files, "tracker", V1)
     stage(config_dir, "yolov8n", "yolov8n.pt", V2)
     workers = config_dir / "workers"
     workers.mkdir()
@@ -130,7 +114,7 @@ def test_verify_exits_1_and_names_a_corrupt_model(
     """``verify`` re-hashes everything and fails on a rotten downloaded file."""
     config_dir = tmp_path / "cfg"
     write_credentials(config_dir, emulator.token, emulator.url)
-    publish(emulator, files, "tracker", V1)
+    publish_signed(emulator, files, "tracker", V1)
     assert run(config_dir, "ensure", "tracker").returncode == 0
     assert run(config_dir, "verify").returncode == 0
     path = config_dir / "models" / "tracker" / "tracker.pt"
@@ -165,7 +149,7 @@ def test_a_fully_offline_site_uses_what_is_on_disk(
     """Backend unreachable: pre-staged and cached models are ready, others fail."""
     config_dir = tmp_path / "cfg"
     write_credentials(config_dir, emulator.token, emulator.url)
-    publish(emulator, files, "tracker", V1)
+    publish_signed(emulator, files, "tracker", V1)
     assert run(config_dir, "ensure", "tracker").returncode == 0
     stage(config_dir, "yolov8n", "yolov8n.pt", V2)
     write_credentials(config_dir, emulator.token, f"http://127.0.0.1:{free_port()}")

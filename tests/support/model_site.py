@@ -33,6 +33,21 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def publish_signed(
+    emulator: Emulator, files: WeightsServer, model_id: str, data: bytes
+) -> None:
+    """Put ``model_id`` in the catalog with a signed artifact ``<model_id>.pt``."""
+    files.add(f"bucket/{model_id}.pt", data)
+    emulator.put_mlmodel(
+        {
+            "uuid": str(uuid.uuid4()),
+            "model_external_id": model_id,
+            "checksum_sha256": sha(data),
+        },
+        weights={"signed_url": files.url(f"bucket/{model_id}.pt", "sig=1")},
+    )
+
+
 @dataclass
 class Site:
     """One edge's model cache wired to the emulator and the file server."""
