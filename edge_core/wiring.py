@@ -63,6 +63,7 @@ def mqtt_config(settings: Settings, token: str) -> MqttConfig:
         connect_attempts=settings.mqtt_connect_attempts,
         max_payload_bytes=settings.mqtt_max_payload_bytes,
         topic_aliases=settings.mqtt_topic_aliases,
+        reconnect_min_delay=settings.mqtt_reconnect_min,
         reconnect_max_delay=settings.backoff_max,
     )
 

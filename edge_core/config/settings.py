@@ -158,6 +158,20 @@ VARIABLES: tuple[Var, ...] = (
         "driver_starting_alert_update_interval", FLOAT, 2.0, ge=0.5),
     Var("CYBERWAVE_DRIVER_REMOVED_REVIVAL_SECONDS", "driver_removed_revival_seconds",
         FLOAT, 300.0, RUNTIME),
+    Var("CYBERWAVE_DRIVER_REVIVAL_DEBOUNCE_SECONDS", "driver_revival_debounce", FLOAT,
+        60.0, RUNTIME, ge=0),
+    Var("CYBERWAVE_DRIVER_FLAP_COOLOFF_SECONDS", "driver_flap_cooloff", FLOAT, 600.0,
+        RUNTIME, gt=0),
+    Var("CYBERWAVE_DRIVER_FLAP_COOLOFF_MAX_SECONDS", "driver_flap_cooloff_max", FLOAT,
+        3600.0, RUNTIME, gt=0),
+    Var("CYBERWAVE_DRIVER_FLAP_CLEAR_SECONDS", "driver_flap_clear", FLOAT, 600.0,
+        RUNTIME, gt=0),
+    Var("CYBERWAVE_DRIVER_LOG_BUFFER_LINES", "driver_log_buffer_lines", INT, 1000,
+        ge=0),
+    Var("CYBERWAVE_ASSET_REFRESH_INTERVAL_LOOPS", "asset_refresh_interval_loops", INT,
+        20, ge=1),
+    Var("CYBERWAVE_MQTT_RECONNECT_MIN_SECONDS", "mqtt_reconnect_min", FLOAT, 1.0,
+        gt=0),
     Var("CYBERWAVE_CONTAINER_PRUNE_INTERVAL_SECONDS", "container_prune_interval", FLOAT,
         1800.0, gt=0),
     Var("CYBERWAVE_SKIP_PERIODIC_DOCKER_CLEANUP", "skip_periodic_docker_cleanup", BOOL,
@@ -267,6 +281,13 @@ class Settings:
     driver_troubleshooting_url: str
     driver_starting_alert_update_interval: float
     driver_removed_revival_seconds: float
+    driver_revival_debounce: float
+    driver_flap_cooloff: float
+    driver_flap_cooloff_max: float
+    driver_flap_clear: float
+    driver_log_buffer_lines: int
+    asset_refresh_interval_loops: int
+    mqtt_reconnect_min: float
     container_prune_interval: float
     skip_periodic_docker_cleanup: bool
     sd_card_cleanup_usage_percent: float
