@@ -32,8 +32,14 @@ def download_environment(
     environment_uuid: str,
     fingerprint: str,
     previous_assets: Mapping[str, Any],
+    *,
+    refetch: bool = True,
 ) -> tuple[Snapshot, bool]:
-    """The environment's twins and linked assets; True when complete."""
+    """The environment's twins and linked assets; True when complete.
+
+    Without ``refetch`` an asset already in ``previous_assets`` is reused,
+    so an idle cycle costs one listing however many twins are linked.
+    """
     twins = api.environment_twins(environment_uuid)
     assets: dict[str, Any] = {}
     complete = True
@@ -43,6 +49,9 @@ def download_environment(
         if not isinstance(asset_uuid, str) or not asset_uuid or asset_uuid in assets:
             continue
         if not is_linked(metadata if isinstance(metadata, dict) else {}, fingerprint):
+            continue
+        if not refetch and asset_uuid in previous_assets:
+            assets[asset_uuid] = previous_assets[asset_uuid]
             continue
         try:
             assets[asset_uuid] = api.get_asset(asset_uuid)
