@@ -1,0 +1,321 @@
+"""The alert outbox against the in-process backend emulator.
+
+The emulator is the real stand-in for the backend (a loopback HTTP
+server): its recorded requests show what was sent and in which order,
+and its fault injection produces 5xx answers and hanging requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from edge_core.alerts.outbox import AlertOutbox
+from edge_core.cloud.rest import CloudClient
+from tests.emulator.server import Emulator
+
+TWIN = "7f3c2a10-5e4b-4d8a-9c61-0b2e7d9f4a13"
+WAIT = 10.0
+
+
+class FakeClock:
+    """Monotonic seconds that only move when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` otherwise."""
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def backend(emulator: Emulator) -> Emulator:
+    """The emulator with the one twin the alerts point at."""
+    emulator.backend.set_twin({"uuid": TWIN, "name": "arm"})
+    return emulator
+
+
+@pytest.fixture
+def cloud(backend: Emulator) -> Iterator[CloudClient]:
+    """A client without retries of its own and a long timeout, so hung
+    requests stay hung until the test releases them."""
+    client = CloudClient(
+        base_url=backend.url,
+        token=lambda: backend.token,
+        version="test",
+        timeout=30.0,
+        retries=0,
+    )
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def outboxes(cloud: CloudClient) -> Iterator[list[AlertOutbox]]:
+    """Outboxes a test makes; stopped at teardown."""
+    made: list[AlertOutbox] = []
+    yield made
+    for outbox in made:
+        outbox.stop(timeout=1.0)
+
+
+@pytest.fixture
+def make(cloud: CloudClient, outboxes: list[AlertOutbox]) -> Callable[..., AlertOutbox]:
+    def factory(**options: Any) -> AlertOutbox:
+        options.setdefault("retry_initial", 0.01)
+        options.setdefault("retry_max", 0.05)
+        outbox = AlertOutbox(cloud, **options)
+        outboxes.append(outbox)
+        return outbox
+
+    return factory
+
+
+def payload(name: str = "Driver health", twin: str = TWIN) -> dict[str, Any]:
+    """A create body; forced, so each one is a new alert on the backend."""
+    return {
+        "force": True,
+        "name": name,
+        "description": "text",
+        "alert_type": "driver_health",
+        "severity": "warning",
+        "source_type": "edge",
+        "category": "technical",
+        "twin_uuid": twin,
+    }
+
+
+def calls(backend: Emulator) -> list[tuple[str, str]]:
+    """(method, path) of every alert request, oldest first."""
+    return [(r.method, r.path) for r in backend.requests(path_regex=r"^/api/v1/alerts")]
+
+
+def puts(backend: Emulator) -> list[dict[str, Any]]:
+    return [r.body for r in backend.requests("PUT", r"^/api/v1/alerts/")]
+
+
+def test_calls_go_out_in_order_and_the_handle_gets_its_uuid(
+    backend: Emulator, make: Callable[..., AlertOutbox]
+) -> None:
+    """Create, forced updates and resolve reach the backend in call order."""
+    outbox = make()
+    handle = outbox.create(payload(), label="health of arm")
+    for step in range(3):
+        outbox.update(handle, {"metadata": {"step": step}}, force=True)
+    outbox.resolve(handle)
+    assert outbox.flush(WAIT)
+
+    uuid = handle.uuid
+    assert uuid is not None
+    assert calls(backend) == [
+        ("POST", "/api/v1/alerts"),
+        ("PUT", f"/api/v1/alerts/{uuid}"),
+        ("PUT", f"/api/v1/alerts/{uuid}"),
+        ("PUT", f"/api/v1/alerts/{uuid}"),
+        ("POST", f"/api/v1/alerts/{uuid}/resolve"),
+    ]
+    [alert] = backend.alerts()
+    assert (alert["status"], alert["metadata"]) == ("resolved", {"step": 2})
+
+
+def test_progress_updates_are_throttled_and_coalesced(
+    backend: Emulator, make: Callable[..., AlertOutbox]
+) -> None:
+    """Within the interval only the latest waiting update goes, once due."""
+    clock = FakeClock()
+    outbox = make(clock=clock)
+    handle = outbox.create(payload(), label="card")
+    outbox.update(handle, {"metadata": {"n": 1}}, interval=2.0)
+    wait_until(lambda: len(puts(backend)) == 1, "the first update")
+
+    for n in (2, 3, 4):
+        outbox.update(handle, {"metadata": {"n": n}}, interval=2.0)
+    assert outbox.pending == 1
+    outbox.wake()
+    assert len(puts(backend)) == 1
+
+    clock.now += 2.0
+    outbox.wake()
+    wait_until(lambda: len(puts(backend)) == 2, "the throttled update")
+    assert puts(backend)[-1] == {"metadata": {"n": 4}}
+    assert outbox.flush(WAIT)
+    assert len(puts(backend)) == 2
+
+
+def test_a_forced_update_goes_at_once_and_replaces_a_waiting_one(
+    backend: Emulator, make: Callable[..., AlertOutbox]
+) -> None:
+    """A phase change is not throttled; the waiting progress is folded in."""
+    clock = FakeClock()
+    outbox = make(clock=clock)
+    handle = outbox.create(payload(), label="card")
+    outbox.update(handle, {"metadata": {"n": 1}}, interval=2.0)
+    wait_until(lambda: len(puts(backend)) == 1, "the first update")
+    outbox.update(handle, {"metadata": {"n": 2}}, interval=2.0)
+    outbox.update(handle, {"metadata": {"n": 3}, "severity": "error"}, force=True)
+    wait_until(lambda: len(puts(backend)) == 2, "the forced update")
+    assert puts(backend)[-1] == {"metadata": {"n": 3}, "severity": "error"}
+    assert outbox.pending == 0
+
+
+def test_a_failing_backend_keeps_the_calls_until_it_recovers(
+    backend: Emulator, make: Callable[..., AlertOutbox]
+) -> None:
+    """5xx answers hold the queue back; nothing is lost or reordered."""
+    backend.fault(r"^/api/v1/alerts$", method="POST", status=503, times=2)
+    backend.fault(r"^/api/v1/alerts/[^/]+$", method="PUT", status=500, times=1)
+    outbox = make()
+    handle = outbox.create(payload(), label="card")
+    outbox.update(handle, {"metadata": {"phase": "a"}}, force=True)
+    outbox.update(handle, {"metadata": {"phase": "b"}}, force=True)
+    outbox.resolve(handle)
+    assert outbox.flush(WAIT)
+
+    statuses = [
+        (r.method, r.status) for r in backend.requests(path_regex=r"^/api/v1/alerts")
+    ]
+    assert statuses == [
+        ("POST", 503),
+        ("POST", 503),
+        ("POST", 201),
+        ("PUT", 500),
+        ("PUT", 200),
+        ("PUT", 200),
+        ("POST", 200),
+    ]
+    assert [body["metadata"]["phase"] for body in puts(backend)] == ["a", "a", "b"]
+    [alert] = backend.alerts()
+    assert alert["status"] == "resolved"
+
+
+def test_a_hanging_backend_never_blocks_callers(
+    backend: Emulator, make: Callable[..., AlertOutbox]
+) -> None:
+    """Calls return while the backend hangs; stop returns with calls left."""
+    backend.fault(r"^/api/v1/alerts$", method="POST", hang=True)
+    outbox = make()
+    first = outbox.create(payload(), label="first")
+    wait_until(lambda: len(calls(backend)) == 1, "the hanging create")
+
+    handles = [outbox.create(payload(f"n{i}"), label=f"n{i}") for i in range(20)]
+    for handle in handles:
+        for n in range(50):
+            outbox.update(handle, {"metadata": {"n": n}}, interval=60.0)
+        outbox.resolve(handle)
+    assert first.uuid is None
+    assert outbox.pending == 1 + 20 * 3
+
+    left = outbox.stop(timeout=0.2)
+    assert left == 1 + 20 * 3
+    assert len(calls(backend)) == 1
+    backend.clear_faults()
+
+
+def test_a_refused_call_is_dropped_once_and_the_rest_go_on(
+    backend: Emulator,
+    make: Callable[..., AlertOutbox],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A 4xx create drops that alert's calls; other alerts are not held up."""
+    outbox = make()
+    with caplog.at_level(logging.WARNING, logger="edge_core.alerts.outbox"):
+        bad = outbox.create(payload(twin="no-such-twin"), label="bad")
+        outbox.update(bad, {"metadata": {}}, force=True)
+        outbox.resolve(bad)
+        good = outbox.create(payload(), label="good")
+        outbox.resolve(good)
+        assert outbox.flush(WAIT)
+
+    assert bad.dropped and bad.uuid is None
+    assert good.uuid is not None
+    assert calls(backend) == [
+        ("POST", "/api/v1/alerts"),
+        ("POST", "/api/v1/alerts"),
+        ("POST", f"/api/v1/alerts/{good.uuid}/resolve"),
+    ]
+    refusals = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refusals) == 1
+    assert "create bad" in refusals[0].getMessage()
+
+
+def test_a_full_queue_gives_up_progress_before_lifecycle_calls(
+    backend: Emulator, make: Callable[..., AlertOutbox]
+) -> None:
+    """Progress updates are dropped first; creates and resolves are kept."""
+    backend.fault(r"^/api/v1/alerts$", method="POST", hang=True, times=1)
+    outbox = make(max_items=6)
+    outbox.create(payload("blocker"), label="blocker")
+    wait_until(lambda: len(calls(backend)) == 1, "the hanging create")
+    handles = [outbox.create(payload(f"n{i}"), label=f"n{i}") for i in range(3)]
+    for handle in handles:
+        outbox.update(handle, {"metadata": {"progress": 1}})
+    for handle in handles:
+        outbox.resolve(handle)
+
+    backend.clear_faults()
+    assert outbox.flush(WAIT)
+    assert puts(backend) == []
+    assert all(handle.uuid for handle in handles)
+    assert {a["name"]: a["status"] for a in backend.alerts()} == {
+        "blocker": "active",
+        "n0": "resolved",
+        "n1": "resolved",
+        "n2": "resolved",
+    }
+
+
+def test_a_discarded_alert_that_was_never_sent_is_never_sent(
+    backend: Emulator, make: Callable[..., AlertOutbox]
+) -> None:
+    """Discarding before the create went out sends nothing for that alert."""
+    backend.fault(r"^/api/v1/alerts$", method="POST", hang=True, times=1)
+    outbox = make()
+    outbox.create(payload("blocker"), label="blocker")
+    wait_until(lambda: len(calls(backend)) == 1, "the hanging create")
+    handle = outbox.create(payload("short-lived"), label="short-lived")
+    outbox.update(handle, {"metadata": {"n": 1}}, force=True)
+    outbox.resolve(handle, discard=True)
+
+    backend.clear_faults()
+    assert outbox.flush(WAIT)
+    assert handle.dropped
+    assert [a["name"] for a in backend.alerts()] == ["blocker"]
+    assert calls(backend) == [("POST", "/api/v1/alerts")]
+
+
+def test_updates_after_resolve_are_ignored(
+    backend: Emulator, make: Callable[..., AlertOutbox]
+) -> None:
+    """Nothing is sent for an alert once its resolve was queued."""
+    outbox = make()
+    handle = outbox.create(payload(), label="card")
+    outbox.resolve(handle)
+    outbox.update(handle, {"metadata": {"late": True}}, force=True)
+    assert outbox.flush(WAIT)
+    assert puts(backend) == []
+
+
+def test_a_stopped_outbox_accepts_nothing(
+    backend: Emulator, make: Callable[..., AlertOutbox]
+) -> None:
+    """After stop, new calls are dropped instead of queued forever."""
+    outbox = make()
+    handle = outbox.create(payload(), label="card")
+    assert outbox.stop(timeout=WAIT) == 0
+    late = outbox.create(payload("late"), label="late")
+    assert late.dropped
+    assert handle.uuid is not None
+    assert [a["name"] for a in backend.alerts()] == ["Driver health"]
