@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,9 @@ from edge_core.config.files import atomic_write_json
 log = logging.getLogger(__name__)
 
 FILE_NAME = "desired-state.json"
+FILE_MODE = 0o600
 SCHEMA = 1
+BASELINES_KEY = "twin_baselines"
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class Snapshot:
     twins: tuple[Mapping[str, Any], ...]
     assets: Mapping[str, Mapping[str, Any]]
     fetched_at: float
+    twin_baselines: Mapping[str, str] = field(default_factory=dict)
+    """SHA-256 of each twin JSON file as last written or pushed, by twin uuid."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -42,7 +46,12 @@ class Snapshot:
             "fetched_at": self.fetched_at,
             "twins": list(self.twins),
             "assets": dict(self.assets),
+            BASELINES_KEY: dict(self.twin_baselines),
         }
+
+    def with_baselines(self, baselines: Mapping[str, str]) -> Snapshot:
+        """The same download carrying ``baselines`` (e.g. ``TwinSync.baselines()``)."""
+        return replace(self, twin_baselines=dict(baselines))
 
 
 def new_snapshot(
@@ -51,17 +60,45 @@ def new_snapshot(
     assets: Mapping[str, Mapping[str, Any]],
     *,
     now: float | None = None,
+    baselines: Mapping[str, str] | None = None,
 ) -> Snapshot:
     return Snapshot(
         environment_uuid=environment_uuid,
         twins=tuple(twins),
         assets=dict(assets),
         fetched_at=time.time() if now is None else now,
+        twin_baselines=dict(baselines or {}),
     )
 
 
 def save(config_dir: Path, snapshot: Snapshot) -> None:
-    atomic_write_json(config_dir / FILE_NAME, snapshot.to_json(), mode=0o600)
+    """Replace the saved snapshot atomically, mode 0600."""
+    atomic_write_json(config_dir / FILE_NAME, snapshot.to_json(), mode=FILE_MODE)
+
+
+def save_baselines(config_dir: Path, baselines: Mapping[str, str]) -> bool:
+    """Replace only the twin baselines of the saved snapshot; False when none.
+
+    The rest of the file is kept byte for byte in meaning. Without a
+    usable saved snapshot there is nothing to attach baselines to (the
+    next download saves them with it), so nothing is written. Raises
+    ``OSError`` when the write fails; the previous file is then intact.
+    """
+    path = config_dir / FILE_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        log.debug("no %s yet; twin baselines are saved with the next download", path)
+        return False
+    except (OSError, ValueError) as exc:
+        log.debug("%s is unusable (%s); twin baselines not saved", path, exc)
+        return False
+    if not isinstance(data, dict):
+        log.debug("%s is not a JSON object; twin baselines not saved", path)
+        return False
+    data[BASELINES_KEY] = dict(baselines)
+    atomic_write_json(path, data, mode=FILE_MODE)
+    return True
 
 
 def load(config_dir: Path) -> Snapshot | None:
@@ -84,7 +121,19 @@ def load(config_dir: Path) -> Snapshot | None:
             twins=tuple(t for t in data["twins"] if isinstance(t, dict)),
             assets={k: v for k, v in data["assets"].items() if isinstance(v, dict)},
             fetched_at=float(data.get("fetched_at", 0.0)),
+            twin_baselines=_baselines(data.get(BASELINES_KEY)),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         log.warning("%s has an unexpected shape (%s); ignoring it", path, exc)
         return None
+
+
+def _baselines(value: object) -> dict[str, str]:
+    """The baselines of a saved file; absent or malformed entries are skipped."""
+    if not isinstance(value, dict):
+        return {}
+    return {
+        key: digest
+        for key, digest in value.items()
+        if isinstance(key, str) and isinstance(digest, str)
+    }

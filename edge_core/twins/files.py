@@ -7,7 +7,9 @@ deep-merging the new data onto what is there; keys a driver added locally
 survive. A file that is not valid JSON is replaced by the new data rather
 than merged into.
 
-This module does not push local edits to the cloud; twin sync does.
+This module does not push local edits to the cloud or pull metadata;
+``sync.TwinSync`` does, and its ``ensure_files`` writes missing files
+without merging into existing ones.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,4 +63,49 @@ def write_twin_file(
         document = deep_merge(existing, document)
     data = encode(document)
     rewrite_in_place(path, data, mode=TWIN_FILE_MODE)
+    return sha256(data)
+
+
+@dataclass(frozen=True)
+class TwinFile:
+    """One twin file as read: its bytes, their SHA-256 and the JSON object.
+
+    ``document`` is None when the bytes are not a JSON object (damaged).
+    """
+
+    data: bytes
+    digest: str
+    document: dict[str, Any] | None
+
+
+def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def read_twin_file(path: Path) -> TwinFile | None:
+    """The file's content, or None when there is no file (or a directory).
+
+    Raises ``OSError`` when it exists but cannot be read.
+    """
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+    try:
+        parsed = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        parsed = None
+    document = parsed if isinstance(parsed, dict) else None
+    return TwinFile(data=data, digest=sha256(data), document=document)
+
+
+def still_holds(path: Path, expected: bytes) -> bool:
+    """True when ``path`` still holds ``expected`` (nobody wrote meanwhile).
+
+    Checked right before a rewrite, so a driver's write that lands between
+    the read and the rewrite is not overwritten.
+    """
+    try:
+        return path.read_bytes() == expected
+    except OSError:
+        return False
