@@ -68,6 +68,9 @@ class DriverContext:
     ``cyberwave_process_env`` the edge's process environment; only their
     ``CYBERWAVE_*`` keys are forwarded. ``zenoh_connect`` is the configured
     ``ZENOH_CONNECT``: a comma-separated string or a sequence of endpoints.
+    ``zenoh_router_enabled`` and ``zenoh_router_port`` describe the edge's
+    own router: with it enabled and no ``zenoh_connect``, drivers are
+    pointed at it.
     """
 
     token: str = field(repr=False)
@@ -168,8 +171,19 @@ def _data_bus_rows(ctx: DriverContext, params: Mapping[str, str]) -> dict[str, s
     if endpoints:
         rows["ZENOH_CONNECT"] = ",".join(endpoints)
     elif ctx.zenoh_router_enabled:
-        rows["ZENOH_CONNECT"] = f"tcp/127.0.0.1:{ctx.zenoh_router_port}"
+        rows["ZENOH_CONNECT"] = zenoh_router_endpoint(
+            ctx.zenoh_router_port, ctx.host_platform
+        )
     return rows
+
+
+def zenoh_router_endpoint(port: int, host_platform: str = "linux") -> str:
+    """The edge's own Zenoh router as a driver reaches it (7b item 24).
+
+    On Linux both share the host network, so it is ``tcp/127.0.0.1:<port>``;
+    on macOS the router's published port is on the Docker host.
+    """
+    return f"tcp/{container_host('127.0.0.1', host_platform)}:{port}"
 
 
 def zenoh_endpoints(value: str | Sequence[str] | None) -> list[str]:
