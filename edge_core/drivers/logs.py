@@ -1,19 +1,37 @@
-"""Forward driver output and image-pull progress to the twin's driverlog.
+"""Forward driver output to the twin's driverlog, losing and repeating nothing.
 
 Each running driver container gets one follower thread that reads its
 merged stdout/stderr and publishes every line as a ``driver_log`` message
 (protocol.md 2.6) on ``{P}cyberwave/twin/<twin>/driverlog``. Lines are also
 echoed to the edge core's own log so ``journalctl`` shows them.
 
+A follower ends when its container stops; the daemon calls ``follow``
+again every cycle, and the new follower resumes where the last one got
+to. Where is a ``LogPosition``: the container id and the engine timestamp
+of the last line read. The same container (restarted) resumes after that
+timestamp, so no line is sent twice and none written while nobody was
+attached is lost; a new container under the same name (recreated) is read
+from its beginning, whatever its clock says.
+
+While the broker is unreachable lines wait in one ``LogOutbox`` shared by
+all containers, bounded in lines and bytes (the oldest go first, and are
+counted). They are sent in order before any newer line, and by ``flush``,
+which the daemon calls every cycle, so they leave as soon as the broker
+is back even when no driver prints anything. A held message is sent as it
+was built: its ``timestamp`` is the moment the line was read and first
+offered to the broker, so a viewer places it where it happened.
+
 This module does not decide which containers to follow; the daemon tells
-it. A follower whose container stops simply ends.
+it. Image-pull progress lines are ``edge_core.drivers.pulls``.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +39,10 @@ from typing import Any, Protocol
 
 _LEVELS = ("ERROR", "CRITICAL", "WARNING", "WARN", "DEBUG", "INFO")
 _LEVEL_SCAN_CHARS = 80
+DEFAULT_BUFFER_LINES = 1000
+DEFAULT_BUFFER_BYTES = 8 * 1024 * 1024
+# What a held message costs beyond its text: the other fields and the dict.
+_MESSAGE_OVERHEAD_BYTES = 256
 
 log = logging.getLogger(__name__)
 driver_output = logging.getLogger("edge_core.driver_output")
@@ -67,11 +89,19 @@ def driver_log_message(
 
 
 class LogLines(Protocol):
-    """A stream of complete log lines that remembers where it got to."""
+    """A stream of complete log lines that remembers where it got to.
 
+    ``container_id`` is the container the lines come from (None when the
+    source cannot tell); ``last_timestamp`` the engine time of the last
+    line read, or the ``since`` it was opened with.
+    """
+
+    container_id: str | None
     last_timestamp: datetime | None
 
     def __iter__(self) -> Iterator[bytes]: ...
+
+    def close(self) -> None: ...
 
 
 class LogSource(Protocol):
@@ -99,8 +129,166 @@ class FollowTarget:
     topic: str
 
 
+@dataclass(frozen=True)
+class LogPosition:
+    """How far the lines of one container name have been read."""
+
+    container_id: str | None
+    timestamp: datetime | None
+
+
+class Delivery(enum.Enum):
+    """What became of one publish attempt."""
+
+    SENT = "sent"
+    AWAY = "away"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class _Held:
+    topic: str
+    payload: Mapping[str, Any]
+    size: int
+
+
+def _size(payload: Mapping[str, Any]) -> int:
+    return len(str(payload.get("message", ""))) + _MESSAGE_OVERHEAD_BYTES
+
+
+class LogOutbox:
+    """driver_log messages on their way to the broker, in order.
+
+    ``send`` publishes at once when nothing is waiting and the broker is
+    there; otherwise the message waits behind the others. At most
+    ``capacity`` messages and about ``max_bytes`` wait; beyond that the
+    oldest is dropped and counted. ``connected`` (the session's state)
+    tells a broker that is away from one that refused a single message
+    (too large, say): a refused message is not held, or it would block
+    every later one. Without it, every failed publish counts as the broker
+    being away.
+    """
+
+    def __init__(
+        self,
+        publish: Publish,
+        *,
+        capacity: int = DEFAULT_BUFFER_LINES,
+        max_bytes: int = DEFAULT_BUFFER_BYTES,
+        connected: Callable[[], bool] | None = None,
+    ) -> None:
+        self._publish = publish
+        self._capacity = max(0, capacity)
+        self._max_bytes = max(0, max_bytes)
+        self._connected = connected
+        self._lock = threading.Lock()
+        self._held: deque[_Held] = deque()
+        self._held_bytes = 0
+        self._dropped = 0
+        self._unreported = 0
+        self._late = 0
+        self._holding = False
+
+    @property
+    def dropped(self) -> int:
+        """Messages dropped so far because the outbox was full."""
+        return self._dropped
+
+    @property
+    def buffered(self) -> int:
+        """Messages waiting for the broker right now."""
+        return len(self._held)
+
+    def send(self, topic: str, payload: Mapping[str, Any]) -> None:
+        """Publish ``payload`` after everything already waiting."""
+        with self._lock:
+            self._drain()
+            if self._held:
+                self._hold(_Held(topic, payload, _size(payload)))
+                return
+            outcome = self._deliver(topic, payload)
+            if outcome is Delivery.AWAY:
+                self._hold(_Held(topic, payload, _size(payload)))
+
+    def flush(self) -> int:
+        """Publish what waits, oldest first, until the broker fails again.
+
+        Returns how many messages were sent.
+        """
+        with self._lock:
+            return self._drain()
+
+    # -- under the lock ---------------------------------------------------
+
+    def _deliver(self, topic: str, payload: Mapping[str, Any]) -> Delivery:
+        connected = self._connected
+        if connected is not None and not connected():
+            return Delivery.AWAY
+        if self._publish(topic, payload):
+            self._back()
+            return Delivery.SENT
+        if connected is None or not connected():
+            return Delivery.AWAY
+        log.debug("driver log line for %s refused by the MQTT session", topic)
+        return Delivery.REFUSED
+
+    def _drain(self) -> int:
+        sent = 0
+        while self._held:
+            head = self._held[0]
+            outcome = self._deliver(head.topic, head.payload)
+            if outcome is Delivery.AWAY:
+                break
+            self._held.popleft()
+            self._held_bytes -= head.size
+            if outcome is Delivery.SENT:
+                sent += 1
+        self._late += sent
+        if self._late and not self._held:
+            log.info(
+                "sent %d held driver log line(s): the MQTT broker is back",
+                self._late,
+            )
+            self._late = 0
+        return sent
+
+    def _hold(self, item: _Held) -> None:
+        if not self._holding:
+            self._holding = True
+            log.debug(
+                "MQTT broker unreachable: holding driver log lines (at most %d)",
+                self._capacity,
+            )
+        self._held.append(item)
+        self._held_bytes += item.size
+        while self._held and (
+            len(self._held) > self._capacity or self._held_bytes > self._max_bytes
+        ):
+            oldest = self._held.popleft()
+            self._held_bytes -= oldest.size
+            self._dropped += 1
+            self._unreported += 1
+
+    def _back(self) -> None:
+        """A publish went through: report what was lost while it could not."""
+        self._holding = False
+        if not self._unreported:
+            return
+        log.warning(
+            "dropped %d driver log lines while the MQTT broker was unreachable",
+            self._unreported,
+        )
+        self._unreported = 0
+
+
 class LogForwarder:
-    """Keeps one follower thread per running driver container."""
+    """Keeps one follower thread per running driver container.
+
+    ``cold_start_tail`` bounds the backlog read when a container is first
+    followed (0: all of it); ``buffer_lines`` and ``buffer_bytes`` bound
+    the lines held while the broker is away; ``connected`` is the MQTT
+    session's state (see ``LogOutbox``).
+    """
 
     def __init__(
         self,
@@ -110,16 +298,34 @@ class LogForwarder:
         version: str,
         cold_start_tail: int,
         fingerprint: str | None = None,
+        buffer_lines: int = DEFAULT_BUFFER_LINES,
+        buffer_bytes: int = DEFAULT_BUFFER_BYTES,
+        connected: Callable[[], bool] | None = None,
     ) -> None:
         self._fingerprint = fingerprint
         self._source = source
-        self._publish = publish
         self._version = version
         self._tail = cold_start_tail if cold_start_tail > 0 else None
+        self._outbox = LogOutbox(
+            publish,
+            capacity=buffer_lines,
+            max_bytes=buffer_bytes,
+            connected=connected,
+        )
         self._lock = threading.Lock()
         self._threads: dict[str, threading.Thread] = {}
-        self._resume_at: dict[str, datetime | None] = {}
+        self._positions: dict[str, LogPosition] = {}
         self._stop = threading.Event()
+
+    @property
+    def dropped(self) -> int:
+        """Driver log lines dropped so far while the broker was away."""
+        return self._outbox.dropped
+
+    @property
+    def buffered(self) -> int:
+        """Driver log lines waiting for the broker right now."""
+        return self._outbox.buffered
 
     def follow(self, target: FollowTarget) -> None:
         """Start following ``target`` unless a follower is already alive."""
@@ -141,42 +347,75 @@ class LogForwarder:
         with self._lock:
             return sorted(n for n, t in self._threads.items() if t.is_alive())
 
+    def position(self, container_name: str) -> LogPosition | None:
+        """How far the lines of ``container_name`` have been read."""
+        with self._lock:
+            return self._positions.get(container_name)
+
+    def flush(self) -> int:
+        """Send the lines held while the broker was away; how many went."""
+        return self._outbox.flush()
+
     def stop(self, timeout: float = 2.0) -> None:
-        """Ask every follower to end and wait for them briefly."""
+        """Ask every follower to end, wait for them briefly, send what waits."""
         self._stop.set()
         deadline = time.monotonic() + timeout
         with self._lock:
             threads = list(self._threads.values())
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        self._outbox.flush()
 
     def _run(self, target: FollowTarget) -> None:
-        # The first attach shows a bounded backlog; a re-attach resumes
-        # after the last line already sent, so nothing is repeated.
         name = target.container_name
-        resuming = name in self._resume_at
-        since = self._resume_at.get(name)
-        tail = None if resuming else self._tail
-        log.debug("following logs of %s (since=%s, tail=%s)", name, since, tail)
         try:
-            stream = self._source.logs(
-                name,
-                follow=True,
-                since=since,
-                tail=tail,
-                stop_event=self._stop,
-                fingerprint=self._fingerprint,
-            )
+            stream = self._open(name, self.position(name))
             try:
                 for raw in stream:
                     self._forward(target, raw.decode("utf-8", errors="replace"))
             finally:
-                self._resume_at[name] = stream.last_timestamp
+                with self._lock:
+                    self._positions[name] = LogPosition(
+                        stream.container_id, stream.last_timestamp
+                    )
         except Exception:
             log.exception(
                 "log follower for %s failed; it is restarted on the next pass", name
             )
         log.debug("stopped following logs of %s", name)
+
+    def _open(self, name: str, position: LogPosition | None) -> LogLines:
+        # The first attach shows a bounded backlog.
+        if position is None:
+            log.debug("following logs of %s (tail=%s)", name, self._tail)
+            return self._logs(name, since=None, tail=self._tail)
+
+        # A re-attach resumes after the last line already read...
+        stream = self._logs(name, since=position.timestamp, tail=None)
+        known, current = position.container_id, stream.container_id
+        if known is None or current is None or known == current:
+            log.debug("resuming logs of %s after %s", name, position.timestamp)
+            return stream
+
+        # ...unless the name now belongs to a new container: all of it is new.
+        stream.close()
+        log.debug(
+            "%s was recreated (%s -> %s); following its logs from the start",
+            name,
+            known[:12],
+            current[:12],
+        )
+        return self._logs(name, since=None, tail=None)
+
+    def _logs(self, name: str, *, since: datetime | None, tail: int | None) -> LogLines:
+        return self._source.logs(
+            name,
+            follow=True,
+            since=since,
+            tail=tail,
+            stop_event=self._stop,
+            fingerprint=self._fingerprint,
+        )
 
     def _forward(self, target: FollowTarget, line: str) -> None:
         text = line.rstrip()
@@ -189,4 +428,4 @@ class LogForwarder:
             version=self._version,
             driver_image=target.image,
         )
-        self._publish(target.topic, payload)
+        self._outbox.send(target.topic, payload)

@@ -473,6 +473,7 @@ class DockerRuntime:
             tty=view.tty,
             since=since,
             stop_event=stop_event,
+            container_id=view.id,
         )
 
 

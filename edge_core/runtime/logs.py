@@ -10,7 +10,15 @@ Lines are requested with the engine's timestamps, which are stripped
 before the line is handed out and remembered as ``last_timestamp``. A
 follower that re-attaches with ``since=last_timestamp`` gets only later
 lines: the engine's ``since`` is whole seconds and inclusive, so the
-sub-second filtering is done here.
+sub-second filtering is done here. ``container_id`` says which container
+the lines came from, so a follower can tell a restarted container (same
+id: resume after ``last_timestamp``) from a recreated one of the same name
+(new id: all of its lines are new).
+
+A line is at most ``MAX_LINE_BYTES`` long; longer output without a line
+break (a progress bar redrawn with carriage returns, a runaway print) is
+handed out in pieces of that size, so memory stays bounded whatever a
+container writes.
 
 It does not decode text, detect levels or forward anything: callers get
 bytes.
@@ -28,6 +36,9 @@ from edge_core.runtime.container import parse_timestamp
 
 log = logging.getLogger(__name__)
 
+# Docker itself splits log messages at 16 KiB; a few of those make a line.
+MAX_LINE_BYTES = 64 * 1024
+
 _STAMP = re.compile(
     rb"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})) "
 )
@@ -42,16 +53,36 @@ def split_timestamp(data: bytes) -> tuple[datetime | None, bytes]:
 
 
 class LineBuffer:
-    """Collects byte chunks and hands out the complete lines among them."""
+    """Collects byte chunks and hands out the complete lines among them.
 
-    def __init__(self) -> None:
+    No line handed out is longer than ``max_line_bytes``: a longer one is
+    cut into pieces of that size, and so is an unterminated rest that
+    outgrows it.
+    """
+
+    def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+        if max_line_bytes < 1:
+            raise ValueError("max_line_bytes must be at least 1")
         self._pending = b""
+        self._max = max_line_bytes
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """The lines completed by ``chunk``, without their line endings."""
         data = self._pending + chunk
-        *lines, self._pending = data.split(b"\n")
-        return [line.rstrip(b"\r") for line in lines]
+        *complete, rest = data.split(b"\n")
+        lines: list[bytes] = []
+        for line in complete:
+            lines.extend(self._cut(line.rstrip(b"\r")))
+        while len(rest) > self._max:
+            lines.append(rest[: self._max])
+            rest = rest[self._max :]
+        self._pending = rest
+        return lines
+
+    def _cut(self, line: bytes) -> list[bytes]:
+        if len(line) <= self._max:
+            return [line]
+        return [line[i : i + self._max] for i in range(0, len(line), self._max)]
 
     def flush(self) -> list[bytes]:
         """The unterminated rest, if any, as a last line."""
@@ -65,7 +96,8 @@ class LogStream(Iterator[bytes]):
     ``chunks`` are the engine's frames (``tty`` False) or raw bytes
     (``tty`` True), each message prefixed with its timestamp. ``close``
     ends the underlying request; it is called when ``stop_event`` is set,
-    when the stream is exhausted and by ``close()``.
+    when the stream is exhausted and by ``close()``. ``container_id`` is
+    the id of the container the request was made for, when known.
     """
 
     def __init__(
@@ -77,9 +109,13 @@ class LogStream(Iterator[bytes]):
         since: datetime | None = None,
         stop_event: threading.Event | None = None,
         stop_poll: float = 0.2,
+        container_id: str | None = None,
+        max_line_bytes: int = MAX_LINE_BYTES,
     ) -> None:
+        self.container_id = container_id
         self.last_timestamp: datetime | None = since
         self._since = since
+        self._max_line_bytes = max_line_bytes
         self._close = close
         self._tty = tty
         self._stop_event = stop_event
@@ -130,7 +166,7 @@ class LogStream(Iterator[bytes]):
         return self._since is None or stamp > self._since
 
     def _generate(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
-        buffer = LineBuffer()
+        buffer = LineBuffer(self._max_line_bytes)
         try:
             for chunk in _until_error(chunks, self._stopped):
                 if self._tty:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
+import docker
 import pytest
 
 from edge_core.errors import ContainerError
 from edge_core.runtime import DockerRuntime
+from edge_core.runtime.logs import MAX_LINE_BYTES
 from tests.support.docker_helpers import run_container, wait_exited
 
 pytestmark = pytest.mark.integration
@@ -126,3 +128,38 @@ def test_logs_of_a_missing_container_is_an_error(
     """Asking for the logs of a container that does not exist says so."""
     with pytest.raises(ContainerError, match="does not exist"):
         docker_runtime.logs(f"cw-{fingerprint}-none", follow=False)
+
+
+def test_follow_ends_when_the_container_is_restarted(
+    docker_runtime: DockerRuntime,
+    docker_client: docker.DockerClient,
+    fingerprint: str,
+    test_image: str,
+) -> None:
+    """A restart ends the follow, and resuming from the last timestamp gives
+    exactly the lines printed since, even those of the same second."""
+    script = (
+        "n=$(cat /tmp/n 2>/dev/null || echo 0); echo run $n; echo $((n + 1)) > /tmp/n; "
+        "exec sleep 3600"
+    )
+    name = run_script(docker_runtime, fingerprint, test_image, script)
+    first = docker_runtime.logs(name, follow=True, fingerprint=fingerprint)
+    assert next(first) == b"run 0"
+
+    docker_client.api.restart(name, timeout=0)
+    assert list(first) == []
+    second = docker_runtime.logs(
+        name, follow=True, since=first.last_timestamp, fingerprint=fingerprint
+    )
+    assert next(second) == b"run 1"
+    second.close()
+
+
+def test_output_without_line_breaks_arrives_in_bounded_pieces(
+    docker_runtime: DockerRuntime, fingerprint: str, test_image: str
+) -> None:
+    """200 kB without a newline comes back whole, in pieces of at most 64 KiB."""
+    script = "i=0; while [ $i -lt 20000 ]; do printf 'abcdefghij'; i=$((i+1)); done"
+    _, lines = finished_lines(docker_runtime, fingerprint, test_image, script)
+    assert b"".join(lines) == b"abcdefghij" * 20000
+    assert max(len(line) for line in lines) == MAX_LINE_BYTES

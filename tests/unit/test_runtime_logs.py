@@ -112,3 +112,56 @@ def test_exhausted_stream_closes_the_request() -> None:
     assert list(stream) == [b"x"]
     stream.close()
     assert calls == [1]
+
+
+def test_line_buffer_cuts_lines_longer_than_its_limit() -> None:
+    """A complete line past the limit is handed out in pieces of the limit."""
+    buffer = LineBuffer(max_line_bytes=4)
+    assert buffer.feed(b"abcdefghij\nxy\n") == [b"abcd", b"efgh", b"ij", b"xy"]
+
+
+def test_unterminated_output_never_grows_past_the_limit() -> None:
+    """Output without a line break is handed out as it outgrows the limit,
+    so memory stays bounded whatever a container prints."""
+    buffer = LineBuffer(max_line_bytes=4)
+    pieces: list[bytes] = []
+    for _ in range(5):
+        pieces += buffer.feed(b"abc")
+    assert pieces == [b"abca", b"bcab", b"cabc"]
+    assert buffer.flush() == [b"abc"]
+
+
+def test_a_progress_bar_on_a_tty_is_cut_into_bounded_lines() -> None:
+    """Carriage-return redraws without a newline arrive in bounded pieces."""
+    raw = T1 + b"".join(b"\r%3d%%" % n for n in range(100))
+    stream = LogStream(iter([raw]), close=lambda: None, tty=True, max_line_bytes=64)
+    lines = list(stream)
+    assert all(len(line) <= 64 for line in lines)
+    assert b"".join(lines).endswith(b" 99%")
+
+
+def test_stream_knows_its_container() -> None:
+    """The container id given by the adapter is kept on the stream."""
+    stream = LogStream(iter([]), close=lambda: None, tty=False, container_id="abc")
+    assert stream.container_id == "abc"
+    assert LogStream(iter([]), close=lambda: None, tty=False).container_id is None
+
+
+def test_resume_in_the_same_second_keeps_only_later_lines() -> None:
+    """The engine resends the whole second of ``since``; only lines after the
+    exact moment are kept, and the position moves to the last of them."""
+    since = datetime(2024, 5, 6, 7, 8, 9, 0, tzinfo=timezone.utc)
+    frames = [T1 + b"same second, earlier\n", T2 + b"same second, later\n"]
+    stream = LogStream(
+        iter(frames), close=lambda: None, tty=False, since=since.replace(microsecond=1)
+    )
+    assert lines_of(stream) == [b"same second, later"]
+    assert stream.last_timestamp == since.replace(microsecond=500000)
+
+
+def test_an_empty_resume_keeps_its_position() -> None:
+    """A resumed stream that reads nothing still remembers where it started."""
+    since = datetime(2024, 5, 6, 7, 8, 9, 500000, tzinfo=timezone.utc)
+    stream = LogStream(iter([]), close=lambda: None, tty=False, since=since)
+    assert lines_of(stream) == []
+    assert stream.last_timestamp == since
