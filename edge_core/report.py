@@ -10,8 +10,10 @@ something is wrong. It writes nothing, not even ``fingerprint.json``
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, MutableMapping
+import time
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +32,10 @@ from edge_core.errors import (
     EdgeCoreError,
     TemporaryError,
 )
+from edge_core.runtime.container import ContainerView
 from edge_core.runtime.docker import DockerRuntime
-from edge_core.state import DaemonState, read_state
+from edge_core.state import DaemonState, DriverStatus, read_state
+from edge_core.twins.desired_state import FILE_NAME as DESIRED_STATE_FILE
 from edge_core.wiring import mqtt_config
 
 _CHECK_TIMEOUT = 5.0
@@ -47,24 +51,33 @@ class Check:
     fix: str | None = None
 
 
-ORPHAN_NOTE = "orphan: its twin is no longer linked (remove with docker rm)"
 MISSING_STATE = "missing"
+ORPHAN = "orphan"
+RESTART_HINT = "sudo systemctl restart cyberwave-edge-core"
 
 
 @dataclass(frozen=True)
 class ContainerRow:
-    """One driver container, or a driver that should have one."""
+    """One driver container, or a driver that should have one.
+
+    ``outcome`` is the daemon's word for the driver (running, adopted,
+    waiting, failed, flapping, held) or ``orphan``; ``restarts`` and
+    ``parked_until`` (epoch) describe a flapping driver.
+    """
 
     name: str
     twin_uuid: str | None
     image: str
     state: str
     note: str = ""
+    outcome: str | None = None
+    restarts: int | None = None
+    parked_until: float | None = None
 
     @property
     def ok(self) -> bool | None:
         """True when it runs as wanted, None for an orphan, else False."""
-        if self.note == ORPHAN_NOTE:
+        if self.outcome == ORPHAN:
             return None
         return self.state == "running" and not self.note
 
@@ -227,55 +240,277 @@ def _containers(
         views = runtime.list_managed(fingerprint)
     except EdgeCoreError as exc:
         return Check("docker", False, str(exc)), ()
+    detail = f"{len(views)} managed container(s)"
+    return Check("docker", True, detail), container_rows(views, state)
+
+
+def container_rows(
+    views: Sequence[ContainerView],
+    state: DaemonState | None,
+    *,
+    now: float | None = None,
+) -> tuple[ContainerRow, ...]:
+    """The rows of the engine's containers, then of drivers that have none.
+
+    ``state`` adds the daemon's outcome to each container: why it failed,
+    why it is held, until when it is parked, or that it is an orphan.
+    """
+    moment = time.time() if now is None else now
     # A twin whose driver never got a container has no name: key it by twin.
     drivers = state.drivers if state else ()
     outcomes = {d.container_name or d.twin_uuid: d for d in drivers}
     orphans = set(state.orphans) if state else set()
     rows: list[ContainerRow] = []
     for view in sorted(views, key=lambda v: v.name):
-        note = ""
-        outcome = outcomes.get(view.name)
+        docker_state = str(view.state.value)
         if view.name in orphans:
-            note = ORPHAN_NOTE
-        elif outcome is not None and outcome.outcome == "failed":
-            note = f"failed: {outcome.reason}"
+            rows.append(_orphan_row(view, docker_state))
+            continue
+        outcome = outcomes.get(view.name)
         rows.append(
-            ContainerRow(
-                view.name,
-                view.twin_uuid,
-                view.image,
-                str(getattr(view.state, "value", view.state)),
-                note,
+            _driver_row(
+                outcome,
+                name=view.name,
+                twin_uuid=view.twin_uuid,
+                image=view.image,
+                state=docker_state,
+                now=moment,
             )
         )
-    present = {row.name for row in rows}
-    for name, outcome in outcomes.items():
-        if name in present:
+    present = {view.name for view in views}
+    for key, outcome in outcomes.items():
+        if key in present:
             continue
-        if outcome.outcome == "failed":
-            rows.append(
-                ContainerRow(
-                    outcome.container_name,
-                    outcome.twin_uuid,
-                    outcome.image,
-                    "not running",
-                    f"failed ({outcome.phase}): {outcome.reason}",
-                )
-            )
-        elif outcome.container_name:
-            # Started or adopted by the daemon, gone from the engine since.
-            rows.append(
-                ContainerRow(
-                    outcome.container_name,
-                    outcome.twin_uuid,
-                    outcome.image,
-                    MISSING_STATE,
-                    "removed outside the edge core; restart the edge core "
-                    "(sudo systemctl restart cyberwave-edge-core) to start it again",
-                )
-            )
-    detail = f"{len(views)} managed container(s)"
-    return Check("docker", True, detail), tuple(rows)
+        absent = _absent_row(outcome, moment)
+        if absent is not None:
+            rows.append(absent)
+    return tuple(rows)
+
+
+def _orphan_row(view: ContainerView, state: str) -> ContainerRow:
+    force = " -f" if view.running else ""
+    note = (
+        "orphan: its twin is no longer linked to this edge; remove it with: "
+        f"docker rm{force} {view.name}"
+    )
+    return ContainerRow(view.name, view.twin_uuid, view.image, state, note, ORPHAN)
+
+
+def _driver_row(
+    outcome: DriverStatus | None,
+    *,
+    name: str,
+    twin_uuid: str | None,
+    image: str,
+    state: str,
+    now: float,
+) -> ContainerRow:
+    """A row for a container the engine knows, with the daemon's word on it."""
+    if outcome is None:
+        return ContainerRow(name, twin_uuid, image, state)
+    return ContainerRow(
+        name,
+        twin_uuid,
+        image,
+        state,
+        _outcome_note(outcome, now),
+        outcome.outcome,
+        outcome.restarts,
+        outcome.parked_until,
+    )
+
+
+def _outcome_note(outcome: DriverStatus, now: float) -> str:
+    """What is wrong with a driver and what to do, or "" when nothing is."""
+    if outcome.outcome == "failed":
+        return f"failed: {outcome.reason}"
+    if outcome.outcome == "flapping":
+        return _flapping_note(outcome, now)
+    if outcome.outcome == "held":
+        # A phase is that of the failed launch whose retry is waiting.
+        phase = f" ({outcome.phase})" if outcome.phase else ""
+        return f"held{phase}: {outcome.reason or 'waiting to be started again'}"
+    return ""
+
+
+def _flapping_note(outcome: DriverStatus, now: float) -> str:
+    restarts = (
+        f"{outcome.restarts} restarts"
+        if outcome.restarts is not None
+        else "too many restarts"
+    )
+    logs = f"docker logs {outcome.container_name}"
+    until = outcome.parked_until
+    if until is not None and until > now:
+        at = _when(until, now)
+        return (
+            f"flapping: {restarts} in a loop, so the edge core stopped it; "
+            f"fix the driver or its device ({logs}); it retries at {at}, "
+            "or send restart_edge_core"
+        )
+    return (
+        f"flapping: {restarts} in a loop; started once more and watched until it "
+        f"runs steadily; if it loops again, fix the driver or its device ({logs})"
+    )
+
+
+def _absent_row(outcome: DriverStatus, now: float) -> ContainerRow | None:
+    """A row for a driver the daemon knows that has no container."""
+    if outcome.outcome == "failed":
+        return ContainerRow(
+            outcome.container_name,
+            outcome.twin_uuid,
+            outcome.image,
+            "not running",
+            f"failed ({outcome.phase}): {outcome.reason}",
+            outcome.outcome,
+        )
+    if not outcome.container_name:
+        return None
+    # Held after a failed launch there may never have been a container;
+    # otherwise it existed and is gone.
+    failed_launch = outcome.outcome == "held" and outcome.phase
+    state = "not running" if failed_launch else MISSING_STATE
+    note = _outcome_note(outcome, now) or (
+        # Started or adopted by the daemon, gone from the engine since.
+        "removed outside the edge core; it is recreated after "
+        "CYBERWAVE_DRIVER_REMOVED_REVIVAL_SECONDS, or at once by restarting "
+        f"the edge core ({RESTART_HINT})"
+    )
+    return ContainerRow(
+        outcome.container_name,
+        outcome.twin_uuid,
+        outcome.image,
+        state,
+        note,
+        outcome.outcome,
+        outcome.restarts,
+        outcome.parked_until,
+    )
+
+
+# -- what the daemon says about its links and itself -----------------------
+
+
+def _daemon_alive(state: DaemonState) -> bool:
+    if state.phase in ("stopped", "token_rejected"):
+        return False
+    return _pid_alive(state.pid)
+
+
+def _backend_offline(state: DaemonState, config_dir: Path, now: float) -> Check | None:
+    if state.offline_since is None:
+        return None
+    detail = f"unreachable since {_when(state.offline_since, now)}"
+    if state.backend_error:
+        detail += f": {state.backend_error}"
+    saved = _desired_saved_at(config_dir)
+    if saved is not None:
+        detail += f"; running from {DESIRED_STATE_FILE} saved at {_when(saved, now)}"
+    else:
+        detail += f"; no {DESIRED_STATE_FILE} yet, so drivers wait for the backend"
+    return Check(
+        "backend",
+        False,
+        detail,
+        "it retries by itself; check the network and CYBERWAVE_BASE_URL",
+    )
+
+
+def _broker_down(state: DaemonState, now: float) -> Check | None:
+    if state.broker_down_since is None:
+        return None
+    return Check(
+        "mqtt session",
+        False,
+        f"broker unreachable since {_when(state.broker_down_since, now)}; "
+        "driver logs are buffered and commands wait until it is back",
+        "it reconnects by itself; check CYBERWAVE_MQTT_HOST/PORT and the network",
+    )
+
+
+def _log_drops(state: DaemonState) -> Check | None:
+    if state.log_lines_dropped <= 0:
+        return None
+    return Check(
+        "driver logs",
+        None,
+        f"{state.log_lines_dropped} driver log line(s) dropped while the broker "
+        "was unreachable",
+        "raise CYBERWAVE_DRIVER_LOG_BUFFER_LINES to keep more lines while offline",
+    )
+
+
+def _last_restart(state: DaemonState, now: float) -> Check | None:
+    """The last ``restart_edge_core`` command and how it ended."""
+    restart = state.restart
+    if not isinstance(restart, Mapping):
+        return None
+    phase = str(restart.get("phase") or "unknown")
+    at = _epoch(restart.get("at"))
+    detail = f"last restart_edge_core {phase.replace('_', ' ')}"
+    if at is not None:
+        detail += f" at {_when(at, now)}"
+    if restart.get("request_id"):
+        detail += f" (request {restart['request_id']})"
+    if phase == "completed":
+        return Check("remote restart", True, detail)
+    if phase == "failed":
+        detail += f": {restart.get('error') or 'no error given'}"
+        return Check(
+            "remote restart",
+            None,
+            detail,
+            f"send restart_edge_core again, or run: {RESTART_HINT}",
+        )
+    return Check("remote restart", None, detail)
+
+
+def _zenoh(state: DaemonState) -> Check | None:
+    if not state.zenoh_router:
+        return None
+    return Check("zenoh router", True, f"enabled: container {state.zenoh_router}")
+
+
+def _daemon_checks(state: DaemonState, config_dir: Path, now: float) -> list[Check]:
+    """The rows only the daemon's state file can tell."""
+    found: list[Check | None] = []
+    if _daemon_alive(state):
+        found += [_backend_offline(state, config_dir, now), _broker_down(state, now)]
+    found += [_log_drops(state), _last_restart(state, now), _zenoh(state)]
+    return [check for check in found if check is not None]
+
+
+def _desired_saved_at(config_dir: Path) -> float | None:
+    """When the desired state the daemon falls back on was downloaded."""
+    try:
+        document = read_json_file(config_dir / DESIRED_STATE_FILE, what="desired state")
+    except ConfigError:
+        return None
+    if not isinstance(document, Mapping):
+        return None
+    return _epoch(document.get("fetched_at"))
+
+
+def _epoch(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def _when(epoch: float, now: float) -> str:
+    """``14:05 UTC`` for today (UTC), else ``2026-12-03 14:05 UTC``."""
+    moment = time.gmtime(epoch)
+    if time.strftime("%Y-%m-%d", moment) == time.strftime("%Y-%m-%d", time.gmtime(now)):
+        return time.strftime("%H:%M UTC", moment)
+    return time.strftime("%Y-%m-%d %H:%M UTC", moment)
 
 
 def gather(
@@ -309,6 +544,8 @@ def gather(
     checks.append(_environment(config_dir))
     state = read_state(config_dir)
     checks.append(_daemon(state))
+    if state is not None:
+        checks += _daemon_checks(state, config_dir, time.time())
     if state is not None and state.linked_twins:
         checks.append(_twins(state))
     rows: tuple[ContainerRow, ...] = ()

@@ -22,6 +22,16 @@ log = logging.getLogger(__name__)
 STATE_FILE = Path("run") / "edge-core-state.json"
 
 
+OUTCOMES = ("running", "adopted", "waiting", "failed", "flapping", "held")
+"""What became of a driver in the last pass.
+
+``flapping``: parked by the restart-loop rule (``restarts`` and
+``parked_until`` say how bad and until when); ``held``: not launched yet
+because revival waits (debounce, launch backoff, removal by hand), with
+the wait in ``reason``.
+"""
+
+
 @dataclass(frozen=True)
 class DriverStatus:
     """The last outcome of one driver container."""
@@ -32,6 +42,13 @@ class DriverStatus:
     outcome: str
     phase: str | None = None
     reason: str | None = None
+    restarts: int | None = None
+    parked_until: float | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DriverStatus:
+        """Read one entry, ignoring keys a newer daemon may have added."""
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
@@ -54,13 +71,24 @@ class DaemonState:
     orphans: tuple[str, ...] = ()
     linked_twins: tuple[str, ...] = ()
     without_driver: dict[str, str] = field(default_factory=dict)
+    # Driver log lines dropped because the broker was away too long.
+    log_lines_dropped: int = 0
+    # The last remote restart: request_id, phase (in_progress, completed,
+    # failed), at (epoch) and error.
+    restart: dict[str, Any] | None = None
+    # Epochs since when the backend, and the broker, could not be reached.
+    offline_since: float | None = None
+    broker_down_since: float | None = None
+    # The Zenoh router's container name when the router is enabled.
+    zenoh_router: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DaemonState:
-        drivers = tuple(DriverStatus(**d) for d in data.get("drivers", ()))
+        """Read a state file; fields an older daemon did not write default."""
+        drivers = tuple(DriverStatus.from_json(d) for d in data.get("drivers", ()))
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["drivers"] = drivers
         known["settings_warnings"] = tuple(data.get("settings_warnings", ()))

@@ -6,11 +6,16 @@ import json
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from edge_core.report import StatusReport, gather
+from edge_core.report import ContainerRow, StatusReport, gather
 
 _MARK = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[yellow]–[/]"}
+
+# Outcomes shown next to the engine's state: the engine says "exited", the
+# edge core says why it keeps it that way.
+_FLAGGED = ("flapping", "held", "orphan")
 
 
 def render(report: StatusReport, console: Console) -> None:
@@ -22,9 +27,9 @@ def render(report: StatusReport, console: Console) -> None:
     checks.add_column(style="bold")
     checks.add_column(overflow="fold")
     for check in report.checks:
-        detail = check.detail
+        detail = escape(check.detail)
         if check.fix:
-            detail += f"\n[dim]→ {check.fix}[/]"
+            detail += f"\n[dim]→ {escape(check.fix)}[/]"
         checks.add_row(_MARK[check.ok], check.name, detail)
     console.print(checks)
     if report.containers:
@@ -35,14 +40,33 @@ def render(report: StatusReport, console: Console) -> None:
         table.add_column(no_wrap=True)
         table.add_column(overflow="fold")
         for row in report.containers:
-            detail = row.image + (f"\n[dim]→ {row.note}[/]" if row.note else "")
-            color = "green" if row.state == "running" else "red"
-            # A twin whose metadata never became a container has no name.
-            name = row.name or f"twin {(row.twin_uuid or '?')[:8]}"
-            table.add_row(_MARK[row.ok], name, f"[{color}]{row.state}[/]", detail)
+            table.add_row(*_container_cells(row))
         console.print(table)
     for warning in report.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+
+
+def _container_cells(row: ContainerRow) -> tuple[str, str, str, str]:
+    """Mark, name, state and detail of one container row."""
+    # A twin whose metadata never became a container has no name.
+    name = row.name or f"twin {(row.twin_uuid or '?')[:8]}"
+    state = row.state
+    if row.outcome in _FLAGGED:
+        state += f", {row.outcome}"
+    color = _state_color(row)
+    detail = escape(row.image)
+    if row.note:
+        note_color = "red" if row.outcome == "flapping" else "dim"
+        detail += f"\n[{note_color}]→ {escape(row.note)}[/]"
+    return _MARK[row.ok], escape(name), f"[{color}]{escape(state)}[/]", detail
+
+
+def _state_color(row: ContainerRow) -> str:
+    if row.outcome == "flapping":
+        return "bold red"
+    if row.outcome in ("held", "orphan"):
+        return "yellow"
+    return "green" if row.state == "running" and not row.note else "red"
 
 
 def show_status(*, as_json: bool, online: bool) -> int:
