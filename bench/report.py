@@ -8,7 +8,7 @@ as a ratio to it; each aim is stated with "met" or "NOT met".
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bench.runs import EdgeSample
@@ -140,3 +140,209 @@ def command_lines(timings: Mapping[str, Summary], subject: str) -> list[str]:
         f"{AIM_VERSION_MS:.0f} ms aim: {met}"
     )
     return lines
+
+
+# -- the idle loop (bench/loop) ---------------------------------------------
+
+# Calls on a timer of their own rather than on the loop's cycle (the
+# keepalive every 30 s, the refresh every 20 cycles of protocol.md 1.11):
+# each can fall into one measured span once more than into another.
+REST_TIMER_SLACK = 2
+
+
+@dataclass(frozen=True)
+class MqttWitness:
+    """Who connected to the broker while one edge core ran, by producer.
+
+    The producer is the part of a client id before ``_live_`` or ``_sim_``
+    (protocol.md 2.3). ``edge`` holds the producers that appear as
+    ``session_id`` in the payloads, i.e. the edge core's own clients.
+    """
+
+    edge: Mapping[str, int]
+    bench: Mapping[str, int]
+    others: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class IdleSample:
+    """What one edge core did over its measured idle span, for N twins.
+
+    ``rest`` and ``mqtt`` count requests (``METHOD /path/{template}``) and
+    messages (topic template) in the span; ``*_slots`` count them per
+    interval-wide slot of the span; ``mqtt_examples`` gives, per topic,
+    the most frequent kinds of message as ``"<count>x <what>"``.
+    ``settle`` is the time from spawning the edge core until it was found
+    idle.
+    """
+
+    count: int
+    cycles: int
+    interval: float
+    span: float
+    settle: float
+    rest: Mapping[str, int]
+    mqtt: Mapping[str, int]
+    rest_slots: Sequence[int]
+    mqtt_slots: Sequence[int]
+    cpu_seconds: float
+    container_events: Mapping[str, int]
+    log_lines: Mapping[str, int]
+    witness: MqttWitness
+    mqtt_examples: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+    @property
+    def observed_cycles(self) -> float:
+        """Cycles in the span: its wall-clock length over the interval."""
+        return self.span / self.interval
+
+    def per_cycle(self, total: float) -> float:
+        """``total`` over the span, per cycle."""
+        return total / self.observed_cycles
+
+    @property
+    def rest_per_cycle(self) -> float:
+        """REST requests per cycle."""
+        return self.per_cycle(sum(self.rest.values()))
+
+    @property
+    def mqtt_per_cycle(self) -> float:
+        """MQTT messages per cycle."""
+        return self.per_cycle(sum(self.mqtt.values()))
+
+    @property
+    def cpu_ms_per_cycle(self) -> float:
+        """CPU milliseconds of the edge core process per cycle."""
+        return self.per_cycle(self.cpu_seconds * 1000)
+
+
+def _counted(
+    sample: IdleSample,
+    counts: Mapping[str, int],
+    slots: Sequence[int],
+    examples: Mapping[str, Sequence[str]] | None = None,
+) -> list[str]:
+    lines = []
+    for name, found in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        lines.append(f"  {name:<56} {sample.per_cycle(found):>9.2f} {found:>7}")
+        lines += [f"      e.g. {example}" for example in (examples or {}).get(name, ())]
+    if not counts:
+        lines.append(f"  {'(none)':<56} {0.0:>9.2f} {0:>7}")
+    total = sum(counts.values())
+    spread = (
+        f"[{min(slots)}-{max(slots)} per {sample.interval:g} s slot]" if slots else ""
+    )
+    row = f"  {'total':<56} {sample.per_cycle(total):>9.2f} {total:>7}   {spread}"
+    lines.append(row.rstrip())
+    return lines
+
+
+def _tally(counts: Mapping[str, int]) -> str:
+    if not counts:
+        return "none"
+    return ", ".join(f"{name} x{found}" for name, found in sorted(counts.items()))
+
+
+def witness_line(witness: MqttWitness) -> str:
+    """Who could have published, and whether that leaves only the edge core."""
+    seen = (
+        f"MQTT clients that connected during the run: the edge core's "
+        f"{_tally(witness.edge)}; the bench's {_tally(witness.bench)}; "
+        f"others {_tally(witness.others)}"
+    )
+    if not witness.edge:
+        return f"{seen}: no payload named the edge core's client, so not verified"
+    if witness.others:
+        return f"{seen}: the MQTT figures may include the others' messages"
+    return f"{seen}: only the edge core published (the drivers never connected)"
+
+
+def idle_block(sample: IdleSample) -> list[str]:
+    """The lines for one N: REST and MQTT by kind, CPU, and what else happened."""
+    cycles = sample.observed_cycles
+    lines = [
+        f"N={sample.count:<4} {cycles:.2f} cycles = {sample.span:.2f} s measured / "
+        f"{sample.interval:g} s interval; idle {sample.settle:.1f} s after the start",
+        f"  {'REST requests (emulator request log)':<56} {'per cycle':>9} in span",
+    ]
+    lines += [f"  {line}" for line in _counted(sample, sample.rest, sample.rest_slots)]
+    lines.append("  MQTT messages (recorder subscribed to # on the broker)")
+    lines += [
+        f"  {line}"
+        for line in _counted(
+            sample, sample.mqtt, sample.mqtt_slots, sample.mqtt_examples
+        )
+    ]
+    share = sample.cpu_seconds / sample.span * 100 if sample.span > 0 else 0.0
+    lines += [
+        f"  CPU of the edge core process (every thread): "
+        f"{sample.cpu_ms_per_cycle:.2f} ms per cycle = {share:.2f}% of one core",
+        f"  in the span also: container events {_tally(sample.container_events)}; "
+        f"edge core log lines {_tally(sample.log_lines)}",
+        f"  {witness_line(sample.witness)}",
+    ]
+    return lines
+
+
+def growth(value: float, reference: float) -> str:
+    """``value`` against ``reference`` as a ratio; words when the reference is 0."""
+    if reference > 0:
+        return ratio(value, reference)
+    return "same (0)" if value == 0 else "from 0"
+
+
+def ratio_lines(samples: Sequence[IdleSample]) -> list[str]:
+    """Per-cycle REST, MQTT and CPU for each N and its ratio to the first N."""
+    base = samples[0]
+    width = 18
+    head = f"{'per cycle':<20}" + "".join(f"{f'N={s.count}':>{width}}" for s in samples)
+    rows = [head]
+    figures: tuple[tuple[str, Callable[[IdleSample], float]], ...] = (
+        ("REST requests", lambda s: s.rest_per_cycle),
+        ("MQTT messages", lambda s: s.mqtt_per_cycle),
+        ("CPU ms", lambda s: s.cpu_ms_per_cycle),
+    )
+    for name, value in figures:
+        cells = [f"{value(base):.2f}"] + [
+            f"{value(s):.2f} {growth(value(s), value(base))}" for s in samples[1:]
+        ]
+        rows.append(f"{name:<20}" + "".join(f"{cell:>{width}}" for cell in cells))
+    return rows
+
+
+def rest_allowance(base: IdleSample) -> float:
+    """The most REST requests per cycle a larger N may make and meet the aim.
+
+    A span of M intervals holds M or M-1 ticks of a loop whose tick takes
+    time, so the per-cycle figure of the same loop can differ by a factor
+    M/(M-1); and ``REST_TIMER_SLACK`` timer-driven calls can fall into one
+    span and not into another.
+    """
+    cycles = max(base.cycles, 2)
+    return (
+        base.rest_per_cycle * cycles / (cycles - 1)
+        + REST_TIMER_SLACK / base.observed_cycles
+    )
+
+
+def rest_aim_lines(base: IdleSample, top: IdleSample) -> list[str]:
+    """Whether REST per idle cycle stays flat from the smallest N to the largest."""
+    allowed = rest_allowance(base)
+    met = "met" if top.rest_per_cycle <= allowed + 1e-9 else "NOT met"
+    what = f"N={top.count} / N={base.count}"
+    if base.rest_per_cycle > 0:
+        found = growth(top.rest_per_cycle, base.rest_per_cycle)
+        limit = f"{allowed / base.rest_per_cycle:.2f}x"
+    else:
+        found = f"{top.rest_per_cycle:.2f} from 0 per cycle"
+        limit = f"{allowed:.2f} per cycle"
+    cycles = max(base.cycles, 2)
+    return [
+        f"aim: REST requests per idle cycle do not grow with N: {what} = {found}, "
+        f"allowed {limit}: {met}",
+        f"  (allowed: N={base.count}'s figure x {cycles}/{cycles - 1}, as a span of "
+        f"{cycles} intervals holds {cycles - 1} or {cycles} ticks of a loop whose "
+        f"tick takes time, plus {REST_TIMER_SLACK} requests per span for calls on "
+        f"their own timers, the keepalive and the every-20-cycles refresh, which "
+        f"may fall into one span and not another)",
+    ]

@@ -188,9 +188,12 @@ def environment_fixture(environment_uuid: str, twins: Sequence[Twin]) -> dict[st
 class Stack:
     """The broker, the emulator, the optional registry and the cleanup duty."""
 
-    def __init__(self, client: docker.DockerClient, workdir: Path) -> None:
+    def __init__(
+        self, client: docker.DockerClient, workdir: Path, *, log_connects: bool = False
+    ) -> None:
         self.client = client
         self.workdir = workdir
+        self.log_connects = log_connects
         self.token = f"cw_bench_{secrets.token_hex(12)}"
         self.run_id = secrets.token_hex(3)
         self.broker: Broker | None = None
@@ -208,7 +211,9 @@ class Stack:
         """Build the driver image and start the broker and the emulator."""
         ensure_driver_image(self.client)
         warm_bytecode()
-        self.broker = Broker(workdir=self.workdir / "mosquitto")
+        self.broker = Broker(
+            workdir=self.workdir / "mosquitto", log_connects=self.log_connects
+        )
         self.broker.start()
         self._start_emulator()
 
@@ -330,6 +335,20 @@ class Stack:
         for name, (document, mode) in files.items():
             atomic_write_json(config_dir / name, document, mode=mode)
 
+    def recorded_requests(self) -> list[dict[str, Any]]:
+        """Every API request the emulator recorded since the last clear."""
+        answer = self._http.get(f"{self.emulator_url}/_emulator/requests")
+        if answer.status_code != 200:
+            raise BenchError(
+                f"the emulator did not list its requests: {answer.status_code}"
+            )
+        found: list[dict[str, Any]] = answer.json()
+        return found
+
+    def clear_requests(self) -> None:
+        """Make the emulator forget the requests it recorded so far."""
+        self._http.delete(f"{self.emulator_url}/_emulator/requests")
+
     def spawn(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
         """Start a child process that ``close`` will stop if it still runs."""
         child = subprocess.Popen(list(argv), **kwargs)
@@ -396,12 +415,13 @@ def stop_process(child: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
 
 
 @contextmanager
-def open_stack(keep: bool = False) -> Iterator[Stack]:
+def open_stack(keep: bool = False, *, log_connects: bool = False) -> Iterator[Stack]:
     """A started ``Stack`` that is always closed, also on Ctrl-C or SIGTERM.
 
     SIGTERM is turned into ``KeyboardInterrupt`` for the duration, so the
     same clean-up path runs for both. ``keep`` leaves the work directory
-    (logs, config dirs) in place for a post-mortem.
+    (logs, config dirs) in place for a post-mortem. ``log_connects`` makes
+    the broker log every client that connects (``Broker.log_path``).
     """
     try:
         client = docker.from_env(timeout=120)
@@ -411,7 +431,7 @@ def open_stack(keep: bool = False) -> Iterator[Stack]:
             f"the Docker engine does not answer ({exc}); start it (scripts/setup-host)"
         ) from exc
     workdir = Path(tempfile.mkdtemp(prefix="cw-bench-"))
-    stack = Stack(client=client, workdir=workdir)
+    stack = Stack(client=client, workdir=workdir, log_connects=log_connects)
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import re
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 MIB = 1024 * 1024
+
+_UUID = re.compile(r"^[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}$", re.IGNORECASE)
+_OPAQUE_ID = re.compile(r"^(?:\d+|[0-9a-f]{16,})$", re.IGNORECASE)
+_CONNECT = re.compile(r"New client connected from \S+ as (?P<client>\S+)")
 
 _LINE = re.compile(
     r"^(?P<stamp>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) UTC "
@@ -211,3 +215,46 @@ def parse_importtime(text: str) -> list[ImportCost]:
             continue
         costs.append(ImportCost(name.strip(), int(cumulative)))
     return sorted(costs, key=lambda c: c.cumulative_us, reverse=True)
+
+
+def template(path: str, names: Mapping[str, str] | None = None) -> str:
+    """``path`` (or an MQTT topic) with every id segment named, not spelled.
+
+    A segment found in ``names`` becomes ``{<its name>}`` (``{twin}``,
+    ``{environment}``), any other UUID ``{uuid}`` and any other long hex
+    or decimal id ``{id}``, so requests to the same endpoint for
+    different objects count as one row of the report.
+    """
+    known = names or {}
+    segments = []
+    for segment in path.split("/"):
+        if segment in known:
+            segments.append(f"{{{known[segment]}}}")
+        elif _UUID.match(segment):
+            segments.append("{uuid}")
+        elif _OPAQUE_ID.match(segment):
+            segments.append("{id}")
+        else:
+            segments.append(segment)
+    return "/".join(segments)
+
+
+def per_slot(
+    times: Iterable[float], *, start: float, width: float, slots: int
+) -> list[int]:
+    """How many of ``times`` fall in each of ``slots`` windows of ``width``
+    seconds from ``start``; times outside them are not counted."""
+    counts = [0] * slots
+    for at in times:
+        index = int((at - start) // width)
+        if 0 <= index < slots:
+            counts[index] += 1
+    return counts
+
+
+def parse_connects(text: str) -> list[str]:
+    """The client id of every CONNECT in a Mosquitto log, in order.
+
+    Needs ``connection_messages true`` (``Broker(log_connects=True)``).
+    """
+    return [match["client"] for match in _CONNECT.finditer(text)]
