@@ -19,20 +19,22 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, MutableMapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from types import FrameType
 from typing import Any, TypeVar
 
 from edge_core import __version__, systemd
+from edge_core.alerts.book import AlertBook
 from edge_core.cloud import topics
 from edge_core.cloud.mqtt import (
     MqttSession,
     check_broker,
 )
 from edge_core.cloud.rest import CloudClient
+from edge_core.commands import CommandInbox, EdgeCommand
 from edge_core.config.credentials import (
     Credentials,
     apply_envs,
@@ -49,8 +51,10 @@ from edge_core.config.paths import (
     target_owner,
 )
 from edge_core.config.settings import Settings, load_settings
-from edge_core.drivers.logs import LogForwarder
+from edge_core.drivers.logs import FollowTarget, LogForwarder
 from edge_core.drivers.reconcile import DriverReconciler, PassOptions, PassResult
+from edge_core.drivers.supervisor import Desired, Park, Supervisor, observations
+from edge_core.drivers.zenoh import RouterStatus, ZenohRouter
 from edge_core.errors import (
     AuthError,
     BackendUnavailable,
@@ -62,14 +66,28 @@ from edge_core.errors import (
 from edge_core.health import BootstrapHealthPublisher
 from edge_core.host.metrics import HostMetricsSampler, host_facts
 from edge_core.host.platform import detect_platform, profile_keys
-from edge_core.logsetup import RedactingFilter, configure_logging, format_exception_line
+from edge_core.logsetup import (
+    RedactingFilter,
+    configure_logging,
+    format_exception_line,
+)
+from edge_core.logsetup import redact as logsetup_redact
 from edge_core.model.linkage import linked_twins
+from edge_core.model.spec import LABEL_MIN_RESTART
 from edge_core.presence import DiscoverKeepalive, register
+from edge_core.runtime.container import ContainerView
 from edge_core.runtime.docker import DockerRuntime, EngineFacts
-from edge_core.state import DaemonState, StateWriter, state_path
+from edge_core.state import (
+    DaemonState,
+    DriverStatus,
+    StateWriter,
+    read_state,
+    state_path,
+)
 from edge_core.twins import desired_state
 from edge_core.twins.desired_state import Snapshot
 from edge_core.twins.download import download_environment
+from edge_core.twins.sync import TwinSync
 from edge_core.wiring import Backoff, driver_context, launch_context, mqtt_config
 
 log = logging.getLogger(__name__)
@@ -78,6 +96,9 @@ EXIT_OK = 0
 EXIT_FATAL = 1
 
 T = TypeVar("T")
+
+DRIVER_PREFIX = "cyberwave-driver-"
+STARTING_ALERTS = ("driver_starting", "worker_starting")
 
 # How often the main thread looks at the stop flag while it waits for a
 # backend or broker call running on the helper thread.
@@ -135,8 +156,18 @@ class Daemon:
         # Backend and broker calls can hang for minutes (no answer, long
         # timeouts and retries); they run here so SIGTERM is answered at once.
         self._calls = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cloud")
-        self._sync_due = 0.0
+        # Environment downloads run here, so a hanging backend never holds
+        # up supervision of the drivers.
+        self._fetches = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fetch")
         self._pass: Future[PassResult] | None = None
+        self._pass_due = 0.0
+        self._pull_next = False
+        self._download_future: Future[_Download] | None = None
+        self._download_due = 0.0
+        self._downloaded_once = False
+        self._restart: Future[tuple[PassResult, Snapshot | None]] | None = None
+        self._restart_alert: Any = None
+        self._restart_state: dict[str, Any] | None = None
         self._edge: dict[str, Any] | None = None
         self._registration = Backoff(settings.backoff_initial, settings.backoff_max)
         self._docker_backoff = Backoff(settings.backoff_initial, settings.backoff_max)
@@ -144,14 +175,57 @@ class Daemon:
         self._environment_error: str | None = None
         self._download_error: str | None = None
         self._backend_error: str | None = None
+        self._offline_since: float | None = None
+        self._broker_down_since: float | None = None
         self._phase = "starting"
         self._snapshot: Snapshot | None = None
-        self._synced_environment: str | None = None
+        self._snapshot_loaded = False
+        self._saved_snapshot: Snapshot | None = None
+        saved = self._load_snapshot()
+        self._twin_sync = TwinSync(
+            settings.config_dir,
+            self._cloud,
+            baselines=saved.twin_baselines if saved is not None else {},
+        )
+        self._alerts = AlertBook.create(
+            self._cloud,
+            settings,
+            redact=redactor.redact if redactor is not None else logsetup_redact,
+        )
+        self._supervisor = Supervisor.from_settings(settings, clock=clock)
+        self._restore_parking()
+        self._desired: dict[str, Desired] = {}
+        self._router: ZenohRouter | None = None
+        self._router_environment: str | None = None
+        self._router_status: RouterStatus | None = None
+        self._inbox = CommandInbox(self._wake)
+        self._command_topic: str | None = None
         self._last_result: PassResult | None = None
+        self._last_summary: str | None = None
         self._linked: tuple[str, ...] = ()
         self._state_writer = StateWriter(state_path(settings.config_dir))
         self._watchdog_every = systemd.watchdog_interval()
         self._watchdog_at = float("-inf")
+
+    def _restore_parking(self) -> None:
+        """Keep drivers parked by the previous run parked until their time."""
+        previous = read_state(self._config_dir)
+        for status in previous.drivers if previous else ():
+            if status.outcome != "flapping" or status.parked_until is None:
+                continue
+            if status.parked_until <= time.time():
+                continue
+            self._supervisor.restore(
+                status.container_name,
+                twin_uuid=status.twin_uuid,
+                parked_until_wall=status.parked_until,
+                restarts=status.restarts or 0,
+            )
+            log.info(
+                "%s stays parked until %s (restart loop before this start)",
+                status.container_name,
+                time.strftime("%H:%M:%S UTC", time.gmtime(status.parked_until)),
+            )
 
     # -- tokens ---------------------------------------------------------
 
@@ -286,6 +360,8 @@ class Daemon:
             version=__version__,
             cold_start_tail=self.settings.driver_log_tail,
             fingerprint=self.fingerprint,
+            buffer_lines=self.settings.driver_log_buffer_lines,
+            connected=lambda: self._mqtt.is_connected,
         )
         self._reconciler = DriverReconciler(
             runtime,
@@ -303,6 +379,8 @@ class Daemon:
             ),
             publish=self._mqtt.publish,
             forwarder=self._forwarder,
+            alerts=self._alerts,
+            twin_files=self._twin_sync.ensure_files,
         )
         return True
 
@@ -310,6 +388,7 @@ class Daemon:
         delay = self._registration.failed(self._clock())
         first = self._backend_error is None
         self._backend_error = str(exc)
+        self._offline_since = self._offline_since or time.time()
         self._phase = "waiting_for_backend"
         if first:
             log.warning(
@@ -319,6 +398,7 @@ class Daemon:
             )
         else:
             log.info("backend still unavailable (%s); next try in %.1f s", exc, delay)
+        self._start_from_snapshot()
         self._write_state()
 
     def _try_register(self) -> bool:
@@ -344,6 +424,7 @@ class Daemon:
         if self._backend_error is not None:
             log.info("backend reachable again")
         self._backend_error = None
+        self._offline_since = None
         self._registration.reset()
         self._phase = "running"
         self._start_keepalive()
@@ -363,7 +444,7 @@ class Daemon:
         )
         self._keepalive.start()
 
-    # -- environment and driver passes ------------------------------------
+    # -- environment and downloads ----------------------------------------
 
     def _reload_environment(self) -> EnvironmentConfig | None:
         try:
@@ -384,9 +465,19 @@ class Daemon:
         self._environment = environment
         return environment
 
+    def _load_snapshot(self) -> Snapshot | None:
+        """The persisted desired state, once per process (it seeds twin sync)."""
+        if not self._snapshot_loaded:
+            self._snapshot_loaded = True
+            self._saved_snapshot = desired_state.load(self._config_dir)
+        return self._saved_snapshot
+
     def _start_from_snapshot(self) -> None:
+        """Run drivers from the persisted desired state while the backend is away."""
+        if self._snapshot is not None:
+            return
         environment = self._reload_environment()
-        snapshot = desired_state.load(self._config_dir)
+        snapshot = self._load_snapshot()
         if environment is None or snapshot is None:
             return
         if snapshot.environment_uuid != environment.uuid:
@@ -402,25 +493,140 @@ class Daemon:
             time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(snapshot.fetched_at)),
         )
         self._snapshot = snapshot
-        self._submit_pass(snapshot, pull=False)
+        self._pass_due = 0.0
 
-    def _fetch(self, environment: EnvironmentConfig) -> tuple[Snapshot, bool]:
+    def _download(self, environment: EnvironmentConfig, refetch: bool) -> _Download:
+        """One environment download plus the twin-file sync; runs off the loop."""
         previous = self._snapshot.assets if self._snapshot else {}
-        return download_environment(
-            self._cloud, environment.uuid, self.fingerprint, previous
+        snapshot, complete = download_environment(
+            self._cloud,
+            environment.uuid,
+            self.fingerprint,
+            previous,
+            refetch=refetch,
         )
+        linked = [twin.uuid for twin in linked_twins(snapshot.twins, self.fingerprint)]
+        self._twin_sync.sync(snapshot.twins, linked)
+        return _Download(environment.uuid, snapshot, complete)
 
-    def _submit_pass(self, snapshot: Snapshot, *, pull: bool) -> None:
-        if self._reconciler is None or self._pass is not None:
+    def _start_download(self) -> None:
+        environment = self._environment
+        if (
+            environment is None
+            or self._edge is None
+            or self._download_future is not None
+            or self._restart is not None
+            or self._clock() < self._download_due
+        ):
             return
+        # Assets are fetched on the first download and on restart; an idle
+        # cycle costs one listing however many twins are linked.
+        refetch = not self._downloaded_once
+        self._download_due = self._clock() + self.settings.reconcile_interval
+        future = self._fetches.submit(self._download, environment, refetch)
+        future.add_done_callback(lambda _f: self._wake.set())
+        self._download_future = future
+
+    def _collect_download(self) -> None:
+        future = self._download_future
+        if future is None or not future.done():
+            return
+        self._download_future = None
+        environment = self._environment
+        try:
+            download = future.result()
+        except BackendUnavailable as exc:
+            if self._backend_error is None:
+                log.warning(
+                    "could not download the environment: %s; drivers keep "
+                    "running, retrying every %.0f s",
+                    exc,
+                    self.settings.reconcile_interval,
+                )
+            self._backend_error = str(exc)
+            self._offline_since = self._offline_since or time.time()
+            self._start_from_snapshot()
+            return
+        except PermanentError as exc:
+            path = environment.path if environment else "environment.json"
+            problem = f"{path}: {exc}"
+            if problem != self._download_error:
+                log.error(
+                    "could not download the environment: %s; check the uuid in %s",
+                    exc,
+                    path,
+                )
+            self._download_error = problem
+            self._start_from_snapshot()
+            return
+        if self._backend_error is not None or self._offline_since is not None:
+            log.info("backend reachable again; environment downloaded")
+        self._backend_error = None
+        self._offline_since = None
+        self._download_error = None
+        if environment is None or download.environment_uuid != environment.uuid:
+            return
+        self._adopt_snapshot(download.snapshot, fresh=not self._downloaded_once)
+        # An incomplete first download (an asset missing) is tried in full again.
+        self._downloaded_once = self._downloaded_once or download.complete
+
+    def _adopt_snapshot(self, snapshot: Snapshot, *, fresh: bool) -> None:
+        """Make ``snapshot`` the desired state and persist it when it changed."""
+        previous = self._snapshot
+        changed = previous is None or _content(previous) != _content(snapshot)
+        self._snapshot = snapshot
+        if changed or fresh:
+            version = self._twin_sync.version
+            try:
+                desired_state.save(
+                    self._config_dir,
+                    snapshot.with_baselines(self._twin_sync.baselines()),
+                )
+                self._twin_sync.mark_saved(version)
+            except OSError as exc:
+                log.warning(
+                    "could not save %s: %s",
+                    self._config_dir / desired_state.FILE_NAME,
+                    format_exception_line(exc),
+                )
+            self._pull_next = self._pull_next or fresh
+            self._pass_due = 0.0
+        else:
+            # Pushes and pulls move the baselines between downloads.
+            self._twin_sync.persist()
+
+    # -- driver passes ---------------------------------------------------
+
+    def _submit_pass(self) -> None:
+        snapshot = self._snapshot
+        if (
+            snapshot is None
+            or self._reconciler is None
+            or self._pass is not None
+            or self._restart is not None
+            or self._clock() < self._pass_due
+        ):
+            return
+        environment = self._environment
+        if environment is not None and snapshot.environment_uuid != environment.uuid:
+            return
+        self._pass_due = self._clock() + self.settings.reconcile_interval
+        pull, self._pull_next = self._pull_next, False
+        self._pass = self._pool.submit(self._pass_job, snapshot, pull)
+        self._pass.add_done_callback(lambda _f: self._wake.set())
+
+    def _pass_job(self, snapshot: Snapshot, pull: bool) -> PassResult:
+        """A driver pass on the pass thread, the Zenoh router first."""
+        reconciler = self._reconciler
+        if reconciler is None:
+            raise RuntimeUnavailable("the Docker engine went away")
         # The model's views drop duplicates and uuids unfit for a topic.
         self._linked = tuple(
             twin.uuid for twin in linked_twins(snapshot.twins, self.fingerprint)
         )
         self._ensure_health_publisher()
-        reconciler = self._reconciler
-        self._pass = self._pool.submit(
-            reconciler.run_pass,
+        self._router_status = self._router_for(snapshot.environment_uuid).ensure()
+        return reconciler.run_pass(
             twins=snapshot.twins,
             assets=snapshot.assets,
             ctx=driver_context(self.settings, self.credentials, self._facts),
@@ -429,8 +635,31 @@ class Daemon:
             ),
             driver_overrides=self.credentials.driver_overrides,
             pull=pull,
+            hold=self._supervisor.hold(),
+            hold_reason=self._supervisor.hold_reason,
         )
-        self._pass.add_done_callback(lambda _f: self._wake.set())
+
+    def _router_for(self, environment_uuid: str) -> ZenohRouter:
+        """The Zenoh router of this environment (named after it, protocol 4.1).
+
+        It exists even when disabled: ensure() then removes a router of
+        ours left from when the setting was on.
+        """
+        router = self._router
+        runtime = self._runtime
+        if runtime is None:
+            raise RuntimeUnavailable("the Docker engine went away")
+        if router is None or self._router_environment != environment_uuid:
+            router = ZenohRouter.create(
+                runtime,
+                self.settings,
+                fingerprint=self.fingerprint,
+                environment_uuid=environment_uuid,
+                version=__version__,
+            )
+            self._router = router
+            self._router_environment = environment_uuid
+        return router
 
     def _collect_pass(self) -> None:
         if self._pass is None or not self._pass.done():
@@ -439,29 +668,47 @@ class Daemon:
         try:
             result = future.result()
         except RuntimeUnavailable as exc:
-            log.warning("%s; the pass will run again", exc)
-            self._runtime = None
-            self._reconciler = None
-            self._synced_environment = None
+            self._lost_docker(exc)
             return
         except Exception:
             log.exception("driver pass failed; it will run again next cycle")
-            self._synced_environment = None
-            # The done callback wakes the loop at once; a pass that fails the
-            # same way every time must not run back to back.
-            self._sync_due = self._clock() + self.settings.reconcile_interval
             return
-        self._last_result = result
-        running = sum(1 for d in result.drivers if d.outcome in ("running", "adopted"))
-        failed = sum(1 for d in result.drivers if d.outcome == "failed")
-        log.info(
-            "driver pass done: %d driver container(s) running, %d driver(s) failed",
-            running,
-            failed,
+        self._record_pass(result)
+
+    def _record_pass(self, result: PassResult) -> None:
+        """Take a pass's outcome into the supervisor, the log and health."""
+        self._desired = {
+            name: Desired(twin_uuid=twin, spec_hash=spec_hash)
+            for name, (twin, spec_hash) in result.desired.items()
+        }
+        for status in result.drivers:
+            if not status.container_name or status.outcome not in ("running", "failed"):
+                continue
+            spec_hash = result.desired.get(status.container_name, ("", ""))[1]
+            self._supervisor.launched(
+                status.container_name,
+                spec_hash,
+                status.outcome == "running",
+                reason=status.reason,
+            )
+        self._supervisor.forget(
+            [name for name in self._supervisor.known() if name not in self._desired]
         )
+        summary = _summary(result)
+        if summary != self._last_summary:
+            log.info("driver pass done: %s", summary)
+            self._last_summary = summary
+        self._last_result = result
         if result.all_running and self._health is not None:
             self._health.stop()
             self._health = None
+
+    def _lost_docker(self, exc: EdgeCoreError) -> None:
+        log.warning("%s; the pass will run again", exc)
+        self._runtime = None
+        self._reconciler = None
+        self._router = None
+        self._pass_due = 0.0
 
     def _ensure_health_publisher(self) -> None:
         if self._health is not None or not self._linked:
@@ -480,47 +727,255 @@ class Daemon:
         )
         self._health.start()
 
-    def _sync_environment(self) -> None:
-        """Download the environment and start a pass when it is due."""
-        environment = self._environment
-        if environment is None or self._edge is None or self._pass is not None:
+    # -- supervision ------------------------------------------------------
+
+    def _environment_of(self, twin_uuid: str) -> str | None:
+        snapshot = self._snapshot
+        for twin in snapshot.twins if snapshot else ():
+            if twin.get("uuid") == twin_uuid:
+                value = twin.get("environment_uuid")
+                return value if isinstance(value, str) else None
+        return None
+
+    def _supervise(self) -> None:
+        """Watch the driver containers between passes and act on what changed."""
+        runtime = self._runtime
+        if runtime is None or self._pass is not None or self._restart is not None:
             return
-        if self._synced_environment == environment.uuid:
-            return
-        if self._clock() < self._sync_due:
+        if not self._desired:
             return
         try:
-            snapshot, complete = self._wait_for(lambda: self._fetch(environment))
-        except BackendUnavailable as exc:
-            log.warning(
-                "could not download environment %s: %s; retrying in %.0f s",
-                environment.uuid,
-                exc,
-                self.settings.reconcile_interval,
+            views = runtime.list_managed(self.fingerprint)
+        except RuntimeUnavailable as exc:
+            self._lost_docker(exc)
+            return
+        except EdgeCoreError as exc:
+            log.warning("could not list driver containers: %s", exc)
+            return
+        verdict = self._supervisor.observe(self._desired, observations(views))
+        for park in verdict.park:
+            self._park(runtime, park)
+        for name, twin_uuid, reason in verdict.cleared:
+            log.info("%s is no longer parked: %s", name, reason)
+            self._alerts.resolve_active(twin_uuid, ["driver_restart_loop"])
+        for down in verdict.went_down:
+            log.warning("driver container %s stopped: %s", down.name, down.detail)
+            self._alerts.raise_alert(
+                alert_type="driver_health",
+                twin_uuid=down.twin_uuid,
+                environment_uuid=self._environment_of(down.twin_uuid),
+                description=f"Driver container {down.name} stopped: {down.detail}",
             )
-            return
-        except PermanentError as exc:
-            problem = f"{environment.path}: {exc}"
-            if problem != self._download_error:
-                log.error(
-                    "could not download environment %s: %s; check the uuid in %s",
-                    environment.uuid,
-                    exc,
-                    environment.path,
-                )
-            self._download_error = problem
-            return
-        self._download_error = None
+        for name, twin_uuid in verdict.came_back:
+            log.info("driver container %s is running again", name)
+            self._alerts.resolve_active(twin_uuid, ["driver_health"])
+        if verdict.park or any(
+            view.name in self._desired and not view.running for view in views
+        ):
+            # A parked or stopped driver changes what the next pass holds.
+            self._pass_due = min(self._pass_due, self._clock())
+        self._follow_running(views)
+
+    def _park(self, runtime: DockerRuntime, park: Park) -> None:
+        minutes = park.cooloff / 60.0
+        log.warning(
+            "driver %s restarted %d times within %.0f s; stopped for %.0f min "
+            "(restart loop %d); fix the driver or its device, see %s",
+            park.name,
+            park.restarts,
+            self.settings.driver_restart_loop_window,
+            minutes,
+            park.loop,
+            self.settings.driver_troubleshooting_url,
+        )
+        self._supervisor.stopped_by_us(park.name)
         try:
-            desired_state.save(self._config_dir, snapshot)
-        except OSError as exc:
-            log.warning("could not save the desired state: %s", exc)
-        self._snapshot = snapshot
-        if complete:
-            self._synced_environment = environment.uuid
-        else:
-            self._sync_due = self._clock() + self.settings.reconcile_interval
-        self._submit_pass(snapshot, pull=complete)
+            runtime.update_restart_policy(park.name, "no", fingerprint=self.fingerprint)
+            runtime.stop(park.name, fingerprint=self.fingerprint)
+        except EdgeCoreError as exc:
+            log.warning("could not stop flapping driver %s: %s", park.name, exc)
+        self._alerts.raise_alert(
+            alert_type="driver_restart_loop",
+            twin_uuid=park.twin_uuid,
+            environment_uuid=self._environment_of(park.twin_uuid),
+            metadata={
+                "container_name": park.name,
+                "restarts": park.restarts,
+                "window_seconds": self.settings.driver_restart_loop_window,
+                "cooloff_seconds": park.cooloff,
+                "loop": park.loop,
+            },
+            restarts=park.restarts,
+        )
+
+    def _follow_running(self, views: Sequence[ContainerView]) -> None:
+        forwarder = self._forwarder
+        if forwarder is None:
+            return
+        for view in views:
+            desired = self._desired.get(view.name)
+            if desired is None or not view.running:
+                continue
+            forwarder.follow(
+                FollowTarget(
+                    container_name=view.name,
+                    twin_uuid=desired.twin_uuid,
+                    image=view.image,
+                    topic=topics.driverlog(self._prefix, desired.twin_uuid),
+                )
+            )
+
+    # -- remote commands --------------------------------------------------
+
+    def _subscribe_commands(self) -> None:
+        edge_uuid = (self._edge or {}).get("uuid")
+        if not isinstance(edge_uuid, str) or not edge_uuid:
+            return
+        topic = topics.edge_command(self._prefix, edge_uuid)
+        if topic == self._command_topic:
+            return
+        if self._command_topic is not None:
+            self._mqtt.unsubscribe(self._command_topic)
+        self._mqtt.subscribe(topic, self._inbox.on_message)
+        self._command_topic = topic
+        log.info("listening for commands on %s", topic)
+
+    def _handle_commands(self) -> None:
+        for command in self._inbox.drain():
+            self._on_restart(command)
+
+    def _on_restart(self, command: EdgeCommand) -> None:
+        alert = (
+            self._alerts.restart_alert(command.alert_uuid)
+            if command.alert_uuid
+            else None
+        )
+        if self._restart is not None:
+            log.warning(
+                "restart_edge_core (request_id %s) refused: a restart is already "
+                "in progress",
+                command.request_id,
+            )
+            if alert is not None:
+                alert.concurrent()
+            return
+        log.info("restart_edge_core received (request_id %s)", command.request_id)
+        if alert is not None:
+            alert.in_progress()
+        self._restart_state = {
+            "request_id": command.request_id,
+            "phase": "in_progress",
+            "at": time.time(),
+            "error": None,
+        }
+        self._write_state()
+        future = self._pool.submit(self._restart_job)
+        future.add_done_callback(lambda _f: self._wake.set())
+        self._restart = future
+        self._restart_alert = alert
+
+    def _restart_job(self) -> tuple[PassResult, Snapshot | None]:
+        """The graceful restart of protocol.md 2.6, on the pass thread."""
+        runtime = self._runtime
+        reconciler = self._reconciler
+        if runtime is None or reconciler is None:
+            raise RuntimeUnavailable("the Docker engine is not reachable")
+        views = runtime.list_managed(self.fingerprint)
+        twins = sorted({v.twin_uuid for v in views if v.twin_uuid})
+        # Local edits go to the backend before the cached files go.
+        pushed = self._twin_sync.push_changed()
+        removed = self._twin_sync.remove_files(keep=set(pushed.failed))
+        if pushed.failed:
+            log.warning(
+                "kept twin file(s) of %s: their changes could not be pushed yet",
+                ", ".join(sorted(pushed.failed)),
+            )
+        log.debug("removed cached twin files of %s", ", ".join(removed) or "no twin")
+        for view in views:
+            if not view.name.startswith(DRIVER_PREFIX):
+                continue
+            self._supervisor.stopped_by_us(view.name)
+            if LABEL_MIN_RESTART in view.labels:
+                runtime.stop(view.name, fingerprint=self.fingerprint)
+            else:
+                runtime.remove(
+                    view.name, force=True, volumes=True, fingerprint=self.fingerprint
+                )
+        runtime.prune_stopped(self.fingerprint)
+        for twin_uuid in twins:
+            self._alerts.resolve_active(twin_uuid, STARTING_ALERTS)
+        environment = self._reload_environment()
+        self._reload_credentials()
+        if self._snapshot is not None:
+            self._router_status = self._router_for(
+                self._snapshot.environment_uuid
+            ).restart()
+        self._supervisor.reset()
+        snapshot = self._snapshot
+        if environment is not None:
+            try:
+                snapshot = self._download(environment, refetch=True).snapshot
+            except BackendUnavailable as exc:
+                log.warning(
+                    "could not download the environment during the restart (%s); "
+                    "restarting the drivers of the saved desired state",
+                    exc,
+                )
+        if snapshot is None:
+            raise EdgeCoreError("no environment to restart drivers from")
+        self._linked = tuple(
+            twin.uuid for twin in linked_twins(snapshot.twins, self.fingerprint)
+        )
+        result = reconciler.run_pass(
+            twins=snapshot.twins,
+            assets=snapshot.assets,
+            ctx=driver_context(self.settings, self.credentials, self._facts),
+            launch=launch_context(
+                self.settings, self.fingerprint, self._facts, self._engine
+            ),
+            driver_overrides=self.credentials.driver_overrides,
+            pull=True,
+            hold={},
+        )
+        return result, snapshot
+
+    def _reload_credentials(self) -> None:
+        try:
+            credentials = load_credentials(self._config_dir)
+        except ConfigError as exc:
+            log.warning("%s; keeping the credentials read at start", exc)
+            return
+        if credentials.token != self.credentials.token and self._redactor:
+            self._redactor.add_secret(credentials.token)
+        self.credentials = credentials
+
+    def _collect_restart(self) -> None:
+        future = self._restart
+        if future is None or not future.done():
+            return
+        self._restart = None
+        alert, self._restart_alert = self._restart_alert, None
+        state = dict(self._restart_state or {})
+        try:
+            result, snapshot = future.result()
+        except Exception as exc:
+            log.error("restart_edge_core failed: %s", format_exception_line(exc))
+            if isinstance(exc, RuntimeUnavailable):
+                self._lost_docker(exc)
+            if alert is not None:
+                alert.failed(str(exc))
+            state.update(phase="failed", at=time.time(), error=str(exc)[:500])
+            self._restart_state = state
+            return
+        if snapshot is not None:
+            self._adopt_snapshot(snapshot, fresh=False)
+        self._record_pass(result)
+        log.info("restart_edge_core completed")
+        if alert is not None:
+            alert.completed()
+        state.update(phase="completed", at=time.time(), error=None)
+        self._restart_state = state
+        self._pass_due = self._clock() + self.settings.reconcile_interval
 
     # -- the loop -------------------------------------------------------
 
@@ -545,7 +1000,10 @@ class Daemon:
             waits.append(max(0.1, self._registration.due - now))
         if self._runtime is None and self._docker_backoff.due:
             waits.append(max(0.1, self._docker_backoff.due - now))
-        return min(waits)
+        for due in (self._pass_due, self._download_due):
+            if due > now:
+                waits.append(due - now)
+        return max(0.05, min(waits))
 
     def _ping_watchdog(self) -> None:
         """Tell systemd's watchdog the process is alive (at most twice a period)."""
@@ -560,15 +1018,54 @@ class Daemon:
         self._ping_watchdog()
         self._connect_docker()
         self._try_register()
+        self._subscribe_commands()
+        self._collect_restart()
         self._collect_pass()
+        self._handle_commands()
         self._reload_environment()
-        self._sync_environment()
+        self._collect_download()
+        self._start_download()
+        self._supervise()
+        self._submit_pass()
+        if self._forwarder is not None:
+            self._forwarder.flush()
+        self._note_broker()
         self._write_state()
+
+    def _note_broker(self) -> None:
+        if self._mqtt.is_connected:
+            self._broker_down_since = None
+        elif self._broker_down_since is None:
+            self._broker_down_since = time.time()
 
     # -- state and shutdown ----------------------------------------------
 
+    def _driver_rows(self) -> tuple[DriverStatus, ...]:
+        result = self._last_result
+        if result is None:
+            return ()
+        flapping = self._supervisor.flapping()
+        rows: list[DriverStatus] = []
+        for status in result.drivers:
+            info = flapping.get(status.container_name)
+            if info is not None:
+                status = replace(
+                    status,
+                    outcome="flapping",
+                    restarts=info.restarts,
+                    parked_until=info.parked_until,
+                )
+            rows.append(status)
+        return tuple(rows)
+
+    def _router_name(self) -> str | None:
+        if self._router is None or not self.settings.zenoh_router_enabled:
+            return None
+        return self._router.name
+
     def _write_state(self) -> None:
         result = self._last_result
+        forwarder = self._forwarder
         state = DaemonState(
             pid=os.getpid(),
             version=__version__,
@@ -582,10 +1079,15 @@ class Daemon:
             environment_error=self._environment_error or self._download_error,
             mqtt_connected=self._mqtt.is_connected,
             settings_warnings=tuple(self.settings.warnings),
-            drivers=result.drivers if result else (),
+            drivers=self._driver_rows(),
             orphans=result.orphans if result else (),
             linked_twins=self._linked,
             without_driver=dict(result.without_driver) if result else {},
+            log_lines_dropped=forwarder.dropped if forwarder else 0,
+            restart=self._restart_state,
+            offline_since=self._offline_since,
+            broker_down_since=self._broker_down_since,
+            zenoh_router=self._router_name(),
         )
         self._state_writer.write(state)
 
@@ -596,11 +1098,34 @@ class Daemon:
             self._phase = "stopped"
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._calls.shutdown(wait=False, cancel_futures=True)
+        self._fetches.shutdown(wait=False, cancel_futures=True)
         for part in (self._health, self._keepalive, self._forwarder):
             if part is not None:
                 part.stop()
+        self._alerts.stop(timeout=2.0)
         self._mqtt.stop()
         self._write_state()
+
+
+@dataclass(frozen=True)
+class _Download:
+    environment_uuid: str
+    snapshot: Snapshot
+    complete: bool
+
+
+def _content(snapshot: Snapshot) -> tuple[Any, Any]:
+    """What a driver pass depends on in a snapshot (not its download time)."""
+    return (list(snapshot.twins), dict(snapshot.assets))
+
+
+def _summary(result: PassResult) -> str:
+    counts: dict[str, int] = {}
+    for status in result.drivers:
+        counts[status.outcome] = counts.get(status.outcome, 0) + 1
+    if not counts:
+        return "no driver containers"
+    return ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
 
 
 def _install_signals(daemon: Daemon) -> None:

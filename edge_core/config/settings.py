@@ -168,8 +168,6 @@ VARIABLES: tuple[Var, ...] = (
         RUNTIME, gt=0),
     Var("CYBERWAVE_DRIVER_LOG_BUFFER_LINES", "driver_log_buffer_lines", INT, 1000,
         ge=0),
-    Var("CYBERWAVE_ASSET_REFRESH_INTERVAL_LOOPS", "asset_refresh_interval_loops", INT,
-        20, ge=1),
     Var("CYBERWAVE_MQTT_RECONNECT_MIN_SECONDS", "mqtt_reconnect_min", FLOAT, 1.0,
         gt=0),
     Var("CYBERWAVE_CONTAINER_PRUNE_INTERVAL_SECONDS", "container_prune_interval", FLOAT,
@@ -286,7 +284,6 @@ class Settings:
     driver_flap_cooloff_max: float
     driver_flap_clear: float
     driver_log_buffer_lines: int
-    asset_refresh_interval_loops: int
     mqtt_reconnect_min: float
     container_prune_interval: float
     skip_periodic_docker_cleanup: bool

@@ -7,6 +7,12 @@ fingerprint label, and carries out the launches with the same bounded
 parallelism. One twin's failure never stops the others: it becomes a
 failed outcome with a reason a person can act on.
 
+Every launch attempt is shown to the web UI as a ``driver_starting`` card
+that follows the pull and the launch, and a failure as a
+``driver_start_failure`` alert (protocol.md 1.8, 4.5). The alert calls
+are queued, never awaited, so a backend that is away does not slow a
+launch.
+
 It does not fetch anything from the cloud; the caller hands it the twins
 and assets (fresh from the backend or from the persisted snapshot).
 """
@@ -15,25 +21,37 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
+from edge_core.alerts.book import AlertBook
+from edge_core.alerts.launches import LaunchAlerts
 from edge_core.cloud import topics
 from edge_core.drivers.logs import FollowTarget, LogForwarder, Publish
 from edge_core.drivers.planner import Launch, Plan, plan
-from edge_core.drivers.pulls import PullReporter, PullTarget
+from edge_core.drivers.pulls import ImagePreparer, ImageReady
 from edge_core.errors import ContainerError, DriverSpecError, EdgeCoreError
 from edge_core.model.desired import (
+    DesiredDrivers,
     DriverContext,
     LaunchContext,
     build_driver_specs,
 )
+from edge_core.model.failures import (
+    TITLE_IMAGE_NOT_AVAILABLE,
+    TITLE_RUN_FAILED,
+    TITLE_START_FAILED,
+)
 from edge_core.model.spec import ContainerSpec
+from edge_core.model.twins import Twin
+from edge_core.runtime.container import ContainerState, ContainerView
 from edge_core.runtime.docker import DockerRuntime
 from edge_core.runtime.errors import ForeignContainerError
+from edge_core.runtime.probe import ProbeResult
 from edge_core.state import DriverStatus
 from edge_core.twins.files import twin_path, write_twin_file
 
@@ -41,6 +59,16 @@ log = logging.getLogger(__name__)
 
 # The phase of a twin whose driver metadata cannot become a container.
 SPEC_FAILURE_PHASE = "driver_spec"
+
+TwinFiles = Callable[[Sequence[Twin], Mapping[str, Mapping[str, Any]]], object]
+"""Writes the twin files of the linked twins (twin views, raw assets by uuid)."""
+
+_NO_HOLD: Mapping[str, str] = MappingProxyType({})
+_TAIL_LINES = 5
+
+
+HoldReason = Callable[[str, str | None], str | None]
+"""Why a container must not be launched now, given its state (None: absent)."""
 
 
 @dataclass(frozen=True)
@@ -60,22 +88,18 @@ class PassOptions:
 
 
 @dataclass(frozen=True)
-class ImageReady:
-    """An image made present: the ids to hash with, or why it is missing."""
-
-    image_ids: Mapping[str, str | None]
-    substitutes: Mapping[str, str]
-    error: ContainerError | None
-
-
-@dataclass(frozen=True)
 class PassResult:
-    """What one pass found and did, per driver container."""
+    """What one pass found and did, per driver container.
+
+    ``desired`` maps every driver container the pass wanted (held ones
+    included) to its twin uuid and spec hash.
+    """
 
     linked: tuple[str, ...]
     drivers: tuple[DriverStatus, ...]
     orphans: tuple[str, ...]
     without_driver: Mapping[str, str] = field(default_factory=dict)
+    desired: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def all_running(self) -> bool:
@@ -84,16 +108,68 @@ class PassResult:
         A twin whose metadata cannot become a container has none to wait
         for: nothing changes for it until someone edits the metadata, and
         waiting would keep the bootstrap health duplicating the running
-        drivers' own health.
+        drivers' own health. A held driver does not run, so it counts as
+        not running.
         """
         containers = [d for d in self.drivers if d.phase != SPEC_FAILURE_PHASE]
         return bool(containers) and all(
             d.outcome in ("running", "adopted") for d in containers
         )
 
+    @property
+    def launched(self) -> tuple[str, ...]:
+        """The containers this pass started and saw running."""
+        return tuple(d.container_name for d in self.drivers if d.outcome == "running")
+
+    @property
+    def held(self) -> tuple[str, ...]:
+        """The containers this pass was told to leave alone."""
+        return tuple(d.container_name for d in self.drivers if d.outcome == "held")
+
+
+BuildSpecs = Callable[[Mapping[str, str | None], Mapping[str, str]], DesiredDrivers]
+
+
+@dataclass
+class _Run:
+    """What one pass shares between its steps."""
+
+    build: BuildSpecs
+    current: Mapping[str, ContainerView]
+    pull: bool
+    alerts: LaunchAlerts
+    statuses: dict[str, DriverStatus] = field(default_factory=dict)
+    desired: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+def _likely_launch(spec: ContainerSpec, view: ContainerView | None) -> bool:
+    """Whether the pass will probably (re)create ``spec``'s container.
+
+    Decided before the image is pulled, to open its starting card at the
+    start of the pull; the plan after the pull has the last word.
+    """
+    if view is None:
+        return True
+    if view.image != spec.image:
+        return True
+    return view.state not in (ContainerState.RUNNING, ContainerState.RESTARTING)
+
+
+def _failure_detail(result: ProbeResult) -> str:
+    """The probe's verdict plus the container's last lines, for the card."""
+    tail = [line.strip() for line in result.log_tail if line.strip()]
+    if not tail:
+        return result.detail
+    return f"{result.detail}; last output: {' | '.join(tail[-_TAIL_LINES:])}"
+
 
 class DriverReconciler:
-    """Carries out driver passes against one Docker engine."""
+    """Carries out driver passes against one Docker engine.
+
+    ``alerts`` (None: no alerts) receives the cards and failures of the
+    launches; ``twin_files`` (None: the pass writes them itself) writes
+    the twin files of the linked twins at the start of each pass.
+    """
 
     def __init__(
         self,
@@ -103,13 +179,26 @@ class DriverReconciler:
         publish: Publish,
         forwarder: LogForwarder,
         clock: Callable[[], float] = time.monotonic,
+        alerts: AlertBook | None = None,
+        twin_files: TwinFiles | None = None,
     ) -> None:
         self._runtime = runtime
         self._options = options
-        self._publish = publish
         self._forwarder = forwarder
         self._clock = clock
+        self._alerts = alerts
+        self._twin_files: TwinFiles = twin_files or self._write_twin_files
+        self._images = ImagePreparer(
+            runtime,
+            publish,
+            version=options.version,
+            topic_prefix=options.topic_prefix,
+            stall_timeout=options.pull_stall_timeout,
+        )
         self._adopted: set[str] = set()
+        # The phase of each container's last failed launch, so a held retry
+        # can say what it waits to try again.
+        self._failed_phase: dict[str, str | None] = {}
 
     def run_pass(
         self,
@@ -120,14 +209,91 @@ class DriverReconciler:
         launch: LaunchContext,
         driver_overrides: Mapping[str, str],
         pull: bool = True,
+        hold: Mapping[str, str] = _NO_HOLD,
+        hold_reason: HoldReason | None = None,
     ) -> PassResult:
-        """Bring the containers of the linked twins to their desired state."""
+        """Bring the containers of the linked twins to their desired state.
+
+        ``hold`` maps container names to the reason they must not be
+        launched now (a parked or debounced driver): they are neither
+        launched nor reported as orphans, and their outcome is ``held``.
+        ``hold_reason`` is asked the same per container with the state this
+        pass sees (None: no container), so a driver killed since the caller
+        computed ``hold`` is held all the same.
+        """
+        build = self._builder(twins, assets, ctx, launch, driver_overrides)
+        # The draft knows the topology, images and failures; its mounts do
+        # not matter, so it may be built before the twin files are written.
+        draft = build({}, {})
+        topology = draft.topology
+        self._twin_files(topology.linked, assets)
+        environments = {t.uuid: t.environment_uuid for t in topology.linked}
+        current = {
+            c.name: c for c in self._runtime.list_managed(self._options.fingerprint)
+        }
+        if hold_reason is not None:
+            hold = dict(hold)
+            for spec in draft.specs:
+                seen = current.get(spec.name)
+                reason = hold_reason(spec.name, seen.state.value if seen else None)
+                if reason is not None and spec.name not in hold:
+                    hold[spec.name] = reason
+        run = _Run(build, current, pull, LaunchAlerts(self._alerts, environments))
+        self._spec_failures(run, draft)
+        orphans = self._orphans(draft, current, hold)
+        active = [spec for spec in draft.specs if spec.name not in hold]
+        run.desired.update(
+            (spec.name, (spec.twin_uuid, spec.spec_hash)) for spec in active
+        )
+        self._hold(run, [spec for spec in draft.specs if spec.name in hold], hold)
+
+        # A card opens as its pull starts, so the web UI sees the download.
+        for spec in active:
+            if _likely_launch(spec, current.get(spec.name)):
+                run.alerts.open(spec)
+        try:
+            self._carry_out(run, active, draft.image_fallbacks)
+        except BaseException as exc:
+            run.alerts.finish(exc)
+            raise
+        run.alerts.finish()
+        self._remember_failures(run.statuses.values())
+
+        return PassResult(
+            linked=tuple(str(t.uuid) for t in topology.linked),
+            drivers=tuple(run.statuses.values()),
+            orphans=orphans,
+            without_driver=dict(topology.no_driver),
+            desired=dict(run.desired),
+        )
+
+    def _remember_failures(self, statuses: Iterable[DriverStatus]) -> None:
+        for status in statuses:
+            if not status.container_name:
+                continue
+            if status.outcome == "failed":
+                self._failed_phase[status.container_name] = status.phase
+            elif status.outcome in ("running", "adopted"):
+                self._failed_phase.pop(status.container_name, None)
+
+    def _builder(
+        self,
+        twins: Sequence[Mapping[str, Any]],
+        assets: Mapping[str, Mapping[str, Any]],
+        ctx: DriverContext,
+        launch: LaunchContext,
+        driver_overrides: Mapping[str, str],
+    ) -> BuildSpecs:
+        """The spec builder of one pass, given the local image ids to hash.
+
+        The spec hash covers the local image id, so images come first and
+        the specs are built again once they are present.
+        """
         opts = self._options
 
-        # The spec hash covers the local image id, so images come first.
         def build(
             image_ids: Mapping[str, str | None], substitutes: Mapping[str, str]
-        ) -> Any:
+        ) -> DesiredDrivers:
             return build_driver_specs(
                 twins=twins,
                 assets_by_uuid=assets,
@@ -143,17 +309,31 @@ class DriverReconciler:
                 image_substitutes=substitutes,
             )
 
-        # The draft knows the topology, images and failures; its mounts do
-        # not matter, so it may be built before the twin files are written.
-        draft = build({}, {})
-        topology = draft.topology
-        self._write_twin_files(topology.linked, assets)
-        statuses: dict[str, DriverStatus] = {}
+        return build
+
+    def _orphans(
+        self,
+        draft: DesiredDrivers,
+        current: Mapping[str, ContainerView],
+        hold: Mapping[str, str],
+    ) -> tuple[str, ...]:
+        """Containers of twins no longer linked: reported, never touched."""
+        orphans = tuple(
+            name
+            for name in plan(draft.specs, current.values()).orphans
+            if name not in hold
+        )
+        for name in orphans:
+            log.info("ignoring orphan container %s: its twin is no longer linked", name)
+        return orphans
+
+    def _spec_failures(self, run: _Run, draft: DesiredDrivers) -> None:
+        """Twins whose metadata cannot become a container fail alone."""
         for failure in draft.failures:
             log.error(
                 "driver of twin %s cannot start: %s", failure.twin_uuid, failure.reason
             )
-            statuses[f"twin {failure.twin_uuid}"] = DriverStatus(
+            run.statuses[f"twin {failure.twin_uuid}"] = DriverStatus(
                 twin_uuid=failure.twin_uuid,
                 container_name="",
                 image="",
@@ -161,88 +341,137 @@ class DriverReconciler:
                 phase=SPEC_FAILURE_PHASE,
                 reason=f"{failure.title}: {failure.reason}",
             )
+            run.alerts.spec_failure(failure)
 
-        current = {c.name: c for c in self._runtime.list_managed(opts.fingerprint)}
-        orphans = plan(draft.specs, current.values()).orphans
-        for name in orphans:
-            log.info("ignoring orphan container %s: its twin is no longer linked", name)
+    def _hold(
+        self, run: _Run, held: Sequence[ContainerSpec], hold: Mapping[str, str]
+    ) -> None:
+        """Statuses and spec hashes of the held containers; nothing is pulled.
 
+        The hash is built with the image id present on this host, as a
+        launch would, so a held driver's spec does not look changed.
+        """
+        if not held:
+            return
+        image_ids: dict[str, str | None] = {}
+        for image in {spec.image for spec in held}:
+            try:
+                image_ids[image] = self._runtime.image_id(image)
+            except ContainerError as exc:
+                log.debug("could not look up image %s: %s", image, exc)
+                image_ids[image] = None
+        names = {spec.name for spec in held}
+        for spec in run.build(image_ids, {}).specs:
+            if spec.name in names:
+                run.desired[spec.name] = (spec.twin_uuid, spec.spec_hash)
+        for spec in held:
+            log.debug("holding %s: %s", spec.name, hold[spec.name])
+            run.statuses[spec.name] = self._status(
+                spec,
+                "held",
+                phase=self._failed_phase.get(spec.name),
+                reason=hold[spec.name],
+            )
+
+    def _carry_out(
+        self,
+        run: _Run,
+        specs: Sequence[ContainerSpec],
+        fallbacks: Mapping[str, str],
+    ) -> None:
+        """Pull every image, then launch what the plan says, as images arrive."""
         # Each driver launches as soon as its own image is ready, so a slow
         # or stalled pull holds back only the drivers that need that image.
         # TODO: honour the services' depends_on (desired.dependencies); all
         # services of a twin launch together for now.
         groups: dict[str, list[ContainerSpec]] = {}
-        for spec in draft.specs:
+        for spec in specs:
             groups.setdefault(spec.image, []).append(spec)
-        workers = max(1, opts.parallelism)
+        workers = max(1, self._options.parallelism)
         with (
             ThreadPoolExecutor(workers, thread_name_prefix="pull") as pulls,
             ThreadPoolExecutor(workers, thread_name_prefix="launch") as launches,
             # Waiting for a started container to settle costs no engine
             # work, so it does not hold one of the launch slots.
             ThreadPoolExecutor(
-                max(1, len(draft.specs)), thread_name_prefix="probe"
+                max(1, len(specs)), thread_name_prefix="probe"
             ) as probes,
         ):
             pending = {
                 pulls.submit(
-                    self._prepare_image,
+                    self._images.prepare,
                     image,
-                    specs,
-                    fallback=draft.image_fallbacks.get(image),
-                    pull=pull,
+                    group,
+                    fallback=fallbacks.get(image),
+                    pull=run.pull,
+                    alerts=run.alerts,
                 ): image
-                for image, specs in groups.items()
+                for image, group in groups.items()
             }
             started: list[Future[Future[DriverStatus] | DriverStatus]] = []
             for future in as_completed(pending):
-                image = pending[future]
+                group = groups[pending[future]]
                 ready = future.result()
-                names = {spec.name for spec in groups[image]}
-                if ready.error is not None:
-                    for spec in groups[image]:
-                        statuses[spec.name] = self._status(
-                            spec,
-                            "failed",
-                            phase=ready.error.phase,
-                            reason=str(ready.error),
-                        )
-                    continue
-                desired = build(ready.image_ids, ready.substitutes)
-                specs = [spec for spec in desired.specs if spec.name in names]
-                steps = plan(specs, [current[n] for n in names if n in current])
-                statuses.update(self._settled(steps, specs))
-                started += [
-                    launches.submit(self._launch, step, probes)
-                    for step in steps.launches
-                ]
+                started += self._image_ready(run, group, ready, launches, probes)
             for launched in started:
                 outcome = launched.result()
                 status = (
                     outcome if isinstance(outcome, DriverStatus) else outcome.result()
                 )
-                statuses[status.container_name] = status
+                run.statuses[status.container_name] = status
 
-        return PassResult(
-            linked=tuple(str(t.uuid) for t in topology.linked),
-            drivers=tuple(statuses.values()),
-            orphans=orphans,
-            without_driver=dict(topology.no_driver),
+    def _image_ready(
+        self,
+        run: _Run,
+        group: Sequence[ContainerSpec],
+        ready: ImageReady,
+        launches: ThreadPoolExecutor,
+        probes: ThreadPoolExecutor,
+    ) -> list[Future[Future[DriverStatus] | DriverStatus]]:
+        """Plan the containers of one image and submit their launches."""
+        error = ready.error
+        if error is not None:
+            for spec in group:
+                run.statuses[spec.name] = self._status(
+                    spec, "failed", phase=error.phase, reason=str(error)
+                )
+                run.alerts.failed(
+                    spec,
+                    phase=error.phase,
+                    detail=str(error),
+                    title=TITLE_IMAGE_NOT_AVAILABLE,
+                )
+            return []
+        names = {spec.name for spec in group}
+        desired = run.build(ready.image_ids, ready.substitutes)
+        final = [spec for spec in desired.specs if spec.name in names]
+        run.desired.update(
+            (spec.name, (spec.twin_uuid, spec.spec_hash)) for spec in final
         )
+        steps = plan(final, [run.current[n] for n in names if n in run.current])
+        run.statuses.update(self._settled(steps, final, run.alerts))
+        return [
+            launches.submit(self._launch, step, probes, run.alerts)
+            for step in steps.launches
+        ]
 
     def _settled(
-        self, steps: Plan, specs: Sequence[ContainerSpec]
+        self, steps: Plan, specs: Sequence[ContainerSpec], alerts: LaunchAlerts
     ) -> dict[str, DriverStatus]:
         """Statuses of the containers the plan leaves as they are."""
         by_name = {spec.name: spec for spec in specs}
         statuses: dict[str, DriverStatus] = {}
         for name in steps.adopted:
+            spec = by_name[name]
             if name not in self._adopted:
                 log.info("adopted running container %s", name)
+                alerts.adopted_first(spec.twin_uuid)
             self._adopted.add(name)
-            statuses[name] = self._status(by_name[name], "adopted")
-            self._follow(by_name[name])
+            alerts.discard(name)
+            statuses[name] = self._status(spec, "adopted")
+            self._follow(spec)
         for name in steps.waiting:
+            alerts.discard(name)
             statuses[name] = self._status(
                 by_name[name], "waiting", reason="Docker is restarting it"
             )
@@ -251,7 +480,7 @@ class DriverReconciler:
     # -- twin files -----------------------------------------------------
 
     def _write_twin_files(
-        self, linked: Sequence[Any], assets: Mapping[str, Mapping[str, Any]]
+        self, linked: Sequence[Twin], assets: Mapping[str, Mapping[str, Any]]
     ) -> None:
         for twin in linked:
             asset = assets.get(str(twin.asset_uuid or ""))
@@ -266,59 +495,6 @@ class DriverReconciler:
                     twin.uuid,
                     exc,
                 )
-
-    # -- images ---------------------------------------------------------
-
-    def _prepare_image(
-        self,
-        image: str,
-        specs: Sequence[ContainerSpec],
-        *,
-        fallback: str | None,
-        pull: bool,
-    ) -> ImageReady:
-        """Make ``image`` present (or its fallback); never raises."""
-        targets = [
-            PullTarget(
-                topics.driverlog(self._options.topic_prefix, spec.twin_uuid), spec.name
-            )
-            for spec in specs
-        ]
-        try:
-            image_id = self._ensure(image, targets, pull=pull)
-            return ImageReady({image: image_id}, {}, None)
-        except ContainerError as exc:
-            if fallback is None:
-                return ImageReady({}, {}, exc)
-            log.info(
-                "no Jetson build %s (%s); falling back to %s", image, exc, fallback
-            )
-        try:
-            image_id = self._ensure(fallback, targets, pull=pull)
-        except ContainerError as exc:
-            return ImageReady({}, {}, exc)
-        return ImageReady({fallback: image_id}, {image: fallback}, None)
-
-    def _ensure(self, image: str, targets: Sequence[PullTarget], *, pull: bool) -> str:
-        reporter = PullReporter(
-            image, targets, self._publish, version=self._options.version
-        )
-        reporter.started()
-        try:
-            result = self._runtime.ensure_image(
-                image,
-                on_progress=lambda ev: reporter.event(
-                    ev.layer, ev.status, ev.current, ev.total
-                ),
-                stall_timeout=self._options.pull_stall_timeout,
-                always_pull=pull,
-            )
-        except ContainerError as exc:
-            log.error("image %s is not available: %s", image, exc)
-            reporter.failed(str(exc), timed_out=exc.phase == "pull_timeout")
-            raise
-        reporter.completed(pulled=result.pulled, warning=result.warning)
-        return result.image_id
 
     # -- launches -------------------------------------------------------
 
@@ -350,12 +526,13 @@ class DriverReconciler:
         )
 
     def _launch(
-        self, step: Launch, probes: ThreadPoolExecutor
+        self, step: Launch, probes: ThreadPoolExecutor, alerts: LaunchAlerts
     ) -> Future[DriverStatus] | DriverStatus:
         """Remove, create and start; the wait for running goes to ``probes``."""
         spec = step.spec
         opts = self._options
         log.debug("%s %s: %s", step.action.value, spec.name, step.reason)
+        alerts.launching(spec)
         try:
             self._runtime.remove(
                 spec.name, force=True, volumes=True, fingerprint=opts.fingerprint
@@ -363,21 +540,22 @@ class DriverReconciler:
             # TODO: bound the create with CYBERWAVE_DRIVER_CREATE_TIMEOUT_SECONDS
             # and connect extra networks, as protocol 4.5 steps 2 and 3 say.
             self._runtime.create(spec, fingerprint=opts.fingerprint)
+            alerts.created(spec.name)
             self._runtime.start(spec.name, fingerprint=opts.fingerprint)
         except (ForeignContainerError, DriverSpecError) as exc:
             # Nothing of ours was created; a container of someone else that
             # holds the name must never be touched, so there is no clean-up.
             log.error("driver %s cannot start: %s", spec.name, exc)
-            return self._status(
-                spec, "failed", phase="docker_create_failed", reason=str(exc)
+            return self._failed(
+                spec, alerts, phase="docker_create_failed", detail=str(exc)
             )
         except ContainerError as exc:
             log.error("driver %s failed to start: %s", spec.name, exc)
             self._discard(spec.name)
-            return self._status(spec, "failed", phase=exc.phase, reason=str(exc))
-        return probes.submit(self._await_running, spec)
+            return self._failed(spec, alerts, phase=exc.phase, detail=str(exc))
+        return probes.submit(self._await_running, spec, alerts)
 
-    def _await_running(self, spec: ContainerSpec) -> DriverStatus:
+    def _await_running(self, spec: ContainerSpec, alerts: LaunchAlerts) -> DriverStatus:
         """Probe a started driver until it runs, settles or fails."""
         opts = self._options
         try:
@@ -390,16 +568,42 @@ class DriverReconciler:
         except ContainerError as exc:
             log.error("driver %s could not be probed: %s", spec.name, exc)
             self._discard(spec.name)
-            return self._status(spec, "failed", phase=exc.phase, reason=str(exc))
+            return self._failed(
+                spec,
+                alerts,
+                phase=exc.phase,
+                detail=str(exc),
+                title=TITLE_START_FAILED,
+            )
         if not result.ok:
             log.error("driver %s did not reach running: %s", spec.name, result.detail)
             self._discard(spec.name)
-            return self._status(
-                spec, "failed", phase=result.phase, reason=result.detail
+            return self._failed(
+                spec,
+                alerts,
+                phase=result.phase,
+                detail=_failure_detail(result),
+                title=TITLE_START_FAILED,
+                reason=result.detail,
             )
         log.info("%s is running", spec.name)
         self._follow(spec)
+        alerts.running(spec)
         return self._status(spec, "running")
+
+    def _failed(
+        self,
+        spec: ContainerSpec,
+        alerts: LaunchAlerts,
+        *,
+        phase: str | None,
+        detail: str,
+        title: str = TITLE_RUN_FAILED,
+        reason: str | None = None,
+    ) -> DriverStatus:
+        """A failed launch: its card, its start-failure alert, its status."""
+        alerts.failed(spec, phase=phase, detail=detail, title=title)
+        return self._status(spec, "failed", phase=phase, reason=reason or detail)
 
     def _discard(self, name: str) -> None:
         try:
