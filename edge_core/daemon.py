@@ -77,6 +77,7 @@ from edge_core.model.spec import LABEL_MIN_RESTART
 from edge_core.presence import DiscoverKeepalive, register
 from edge_core.runtime.container import ContainerView
 from edge_core.runtime.docker import DockerRuntime, EngineFacts
+from edge_core.runtime.watch import ContainerWatch
 from edge_core.state import (
     DaemonState,
     DriverStatus,
@@ -99,6 +100,10 @@ T = TypeVar("T")
 
 DRIVER_PREFIX = "cyberwave-driver-"
 STARTING_ALERTS = ("driver_starting", "worker_starting")
+# A converged edge runs a full driver pass at least once per this many loops.
+SAFETY_PASS_LOOPS = 20
+# Engine events after which the loop looks at the drivers at once.
+_DOWN_EVENTS = frozenset({"die", "destroy", "oom", "stop", "kill"})
 
 # How often the main thread looks at the stop flag while it waits for a
 # backend or broker call running on the helper thread.
@@ -196,6 +201,7 @@ class Daemon:
         self._restore_parking()
         self._desired: dict[str, Desired] = {}
         self._router: ZenohRouter | None = None
+        self._watch: ContainerWatch | None = None
         self._router_environment: str | None = None
         self._router_status: RouterStatus | None = None
         self._inbox = CommandInbox(self._wake)
@@ -343,6 +349,13 @@ class Daemon:
             return False
         self._docker_backoff.reset()
         self._runtime = runtime
+        self._watch = ContainerWatch(
+            runtime,
+            self.fingerprint,
+            max_age=self.settings.reconcile_interval * SAFETY_PASS_LOOPS,
+            on_change=self._container_event,
+        )
+        self._watch.start()
         try:
             self._engine = runtime.engine_facts()
         except EdgeCoreError as exc:
@@ -699,6 +712,13 @@ class Daemon:
             log.info("driver pass done: %s", summary)
             self._last_summary = summary
         self._last_result = result
+        if result.all_running:
+            # Converged: supervision triggers the next pass when a container
+            # stops; a pass every few minutes still catches drift.
+            self._pass_due = max(
+                self._pass_due,
+                self._clock() + self.settings.reconcile_interval * SAFETY_PASS_LOOPS,
+            )
         if result.all_running and self._health is not None:
             self._health.stop()
             self._health = None
@@ -708,6 +728,9 @@ class Daemon:
         self._runtime = None
         self._reconciler = None
         self._router = None
+        if self._watch is not None:
+            self._watch.stop()
+            self._watch = None
         self._pass_due = 0.0
 
     def _ensure_health_publisher(self) -> None:
@@ -745,7 +768,7 @@ class Daemon:
         if not self._desired:
             return
         try:
-            views = runtime.list_managed(self.fingerprint)
+            views = self._watch.views() if self._watch else []
         except RuntimeUnavailable as exc:
             self._lost_docker(exc)
             return
@@ -769,12 +792,21 @@ class Daemon:
         for name, twin_uuid in verdict.came_back:
             log.info("driver container %s is running again", name)
             self._alerts.resolve_active(twin_uuid, ["driver_health"])
-        if verdict.park or any(
-            view.name in self._desired and not view.running for view in views
+        running = {view.name for view in views if view.running}
+        if (
+            verdict.park
+            or verdict.cleared
+            or any(name not in running for name in self._desired)
+            or self._supervisor.hold()
         ):
-            # A parked or stopped driver changes what the next pass holds.
+            # Something to revive, park or release: the next pass is due now.
             self._pass_due = min(self._pass_due, self._clock())
         self._follow_running(views)
+
+    def _container_event(self, action: str) -> None:
+        """A driver that died or vanished is looked at now, not next cycle."""
+        if action in _DOWN_EVENTS and self._pass is None and self._restart is None:
+            self._wake.set()
 
     def _park(self, runtime: DockerRuntime, park: Park) -> None:
         minutes = park.cooloff / 60.0
@@ -1099,6 +1131,8 @@ class Daemon:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._calls.shutdown(wait=False, cancel_futures=True)
         self._fetches.shutdown(wait=False, cancel_futures=True)
+        if self._watch is not None:
+            self._watch.stop()
         for part in (self._health, self._keepalive, self._forwarder):
             if part is not None:
                 part.stop()

@@ -587,6 +587,8 @@ class DriverReconciler:
                 reason=result.detail,
             )
         log.info("%s is running", spec.name)
+        # Found running by a later pass, it is not news: no adoption line.
+        self._adopted.add(spec.name)
         self._follow(spec)
         alerts.running(spec)
         return self._status(spec, "running")

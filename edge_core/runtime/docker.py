@@ -235,6 +235,14 @@ class DockerRuntime:
                 views.append(view)
         return sorted(views, key=lambda v: v.name)
 
+    def container_events(self, fingerprint: str) -> Any:
+        """A closable, blocking stream of engine events about our containers."""
+        label = f"{LABEL_FINGERPRINT}={_require(fingerprint)}"
+        with translate_errors("follow Docker events", phase="docker_error"):
+            return self._api.events(
+                filters={"type": "container", "label": label}, decode=True
+            )
+
     def _owned(self, name: str, fingerprint: str, *, phase: str) -> ContainerView:
         view = self.inspect(name, fingerprint=fingerprint)
         if view is None:
