@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import urllib.request
 from pathlib import Path
 
 import docker
@@ -230,6 +231,21 @@ def wait_for_drivers(
     raise SystemExit("demo: drivers did not come up in time; see .demo/edge-core.log")
 
 
+def alert_summary(emulator_port: int) -> str:
+    """The emulator's alerts by type and status: `2 driver_starting (resolved)`."""
+    url = f"http://127.0.0.1:{emulator_port}/_emulator/alerts"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            alerts = json.loads(answer.read())
+    except (OSError, ValueError) as exc:
+        return f"could not read them ({exc})"
+    counts: dict[str, int] = {}
+    for alert in alerts if isinstance(alerts, list) else []:
+        key = f"{alert.get('alert_type')} ({str(alert.get('status', '')).lower()})"
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{n} {key}" for key, n in sorted(counts.items())) or "none"
+
+
 def cleanup(
     client: docker.DockerClient,
     fingerprint: str,
@@ -372,6 +388,8 @@ def main() -> int:
         time.sleep(2)
         counts = ", ".join(f"{n} {kind}" for kind, n in sorted(traffic.counts.items()))
         say(f"MQTT messages seen so far: {counts}")
+        alerts = alert_summary(emulator_port)
+        say(f"alerts the edge core raised in the backend: {alerts}")
         say("latest driver log lines on the driverlog topics:")
         for line in traffic.last_lines:
             print(f"    {line}")
