@@ -136,5 +136,7 @@ class CommandInbox:
             first = key not in self._malformed
             if first and len(self._malformed) < REMEMBERED_REQUESTS:
                 self._malformed.add(key)
-        level = logging.WARNING if first else logging.DEBUG
-        log.log(level, "ignoring malformed command on %s: %s", topic, exc)
+        if first:
+            log.warning("ignoring malformed command on %s: %s", topic, exc)
+        else:
+            log.debug("ignoring a repeat of a malformed command on %s", topic)

@@ -42,6 +42,9 @@ DOWN_STATES = frozenset({"exited", "dead", "created"})
 REMOVED = "removed"
 """The state reported for a desired container that no longer exists."""
 
+REMOVING = "removing"
+"""The engine's state of a container whose removal is under way."""
+
 
 # -- what goes in --------------------------------------------------------
 
@@ -351,11 +354,20 @@ class Supervisor:
         track = self._tracks.get(name)
         if track is None:
             return None
+        if state == REMOVING:
+            # Launching now would race the engine's own removal.
+            return "being removed; looked at again next cycle"
         now = self._clock()
         missing_since = None
         if state is None:
             missing_since = now if track.missing_since is None else track.missing_since
-        return self._hold_reason(track, now, state, missing_since)
+        reason = self._hold_reason(track, now, state, missing_since)
+        seen_up = track.was_running and not track.stopping
+        if reason is None and state in DOWN_STATES and seen_up:
+            # Revived before the loop has seen it down, it would never get
+            # its driver_health alert; the next look reports it first.
+            return f"{state} since the last look; revived once that is reported"
+        return reason
 
     def launched(
         self, name: str, spec_hash: str, ok: bool, *, reason: str | None = None

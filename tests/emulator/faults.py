@@ -161,6 +161,19 @@ class FaultBook:
                 return fault, release
         return None, release
 
+    def remove(self, fault_id: str) -> bool:
+        """Deactivate the rule ``fault_id``; False when it is not active.
+
+        Requests it already holds hung stay hung until ``clear``, so one
+        fault can be swapped for another without a moment of health.
+        """
+        with self._lock:
+            for fault in self._faults:
+                if fault.id == fault_id:
+                    self._faults.remove(fault)
+                    return True
+        return False
+
     def active(self) -> list[Fault]:
         """The active rules."""
         with self._lock:

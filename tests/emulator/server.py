@@ -222,6 +222,10 @@ class Emulator:
             )
         )
 
+    def remove_fault(self, fault: Fault) -> bool:
+        """Deactivate one fault; requests it holds hung stay hung."""
+        return self.faults.remove(fault.id)
+
     def clear_faults(self) -> None:
         """Remove every fault and let hung requests go on."""
         self.faults.clear()
