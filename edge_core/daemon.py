@@ -42,6 +42,7 @@ from edge_core.config.credentials import (
     read_token,
 )
 from edge_core.config.environment import EnvironmentConfig, load_environment
+from edge_core.config.files import sweep_temp_files
 from edge_core.config.fingerprint import host_identity, resolve_fingerprint
 from edge_core.config.paths import (
     ensure_layout,
@@ -53,7 +54,13 @@ from edge_core.config.paths import (
 from edge_core.config.settings import Settings, load_settings
 from edge_core.drivers.logs import FollowTarget, LogForwarder
 from edge_core.drivers.reconcile import DriverReconciler, PassOptions, PassResult
-from edge_core.drivers.supervisor import Desired, Park, Supervisor, observations
+from edge_core.drivers.supervisor import (
+    DOWN_STATES,
+    Desired,
+    Park,
+    Supervisor,
+    observations,
+)
 from edge_core.drivers.zenoh import RouterStatus, ZenohRouter
 from edge_core.errors import (
     AuthError,
@@ -67,6 +74,7 @@ from edge_core.health import BootstrapHealthPublisher
 from edge_core.host.metrics import HostMetricsSampler, host_facts
 from edge_core.host.platform import detect_platform, profile_keys
 from edge_core.logsetup import (
+    ProblemLog,
     RedactingFilter,
     configure_logging,
     format_exception_line,
@@ -185,6 +193,8 @@ class Daemon:
         self._phase = "starting"
         self._snapshot: Snapshot | None = None
         self._snapshot_loaded = False
+        self._snapshot_saved = True
+        self._problems = ProblemLog(log)
         self._saved_snapshot: Snapshot | None = None
         saved = self._load_snapshot()
         self._twin_sync = TwinSync(
@@ -588,25 +598,36 @@ class Daemon:
         previous = self._snapshot
         changed = previous is None or _content(previous) != _content(snapshot)
         self._snapshot = snapshot
-        if changed or fresh:
-            version = self._twin_sync.version
-            try:
-                desired_state.save(
-                    self._config_dir,
-                    snapshot.with_baselines(self._twin_sync.baselines()),
-                )
-                self._twin_sync.mark_saved(version)
-            except OSError as exc:
-                log.warning(
-                    "could not save %s: %s",
-                    self._config_dir / desired_state.FILE_NAME,
-                    format_exception_line(exc),
-                )
-            self._pull_next = self._pull_next or fresh
-            self._pass_due = 0.0
+        if changed or fresh or not self._snapshot_saved:
+            self._save_snapshot(snapshot)
         else:
             # Pushes and pulls move the baselines between downloads.
             self._twin_sync.persist()
+        if changed or fresh:
+            self._pull_next = self._pull_next or fresh
+            self._pass_due = 0.0
+
+    def _save_snapshot(self, snapshot: Snapshot) -> None:
+        """Write desired-state.json; a failed write is tried at every download."""
+        path = self._config_dir / desired_state.FILE_NAME
+        version = self._twin_sync.version
+        try:
+            desired_state.save(
+                self._config_dir, snapshot.with_baselines(self._twin_sync.baselines())
+            )
+        except OSError as exc:
+            self._snapshot_saved = False
+            self._problems.report(
+                "desired-state",
+                "could not save %s: %s; the previous copy is kept, trying again "
+                "at the next download",
+                path,
+                format_exception_line(exc),
+            )
+            return
+        self._snapshot_saved = True
+        self._twin_sync.mark_saved(version)
+        self._problems.clear("desired-state", "saved %s again", path)
 
     # -- driver passes ---------------------------------------------------
 
@@ -712,7 +733,7 @@ class Daemon:
             log.info("driver pass done: %s", summary)
             self._last_summary = summary
         self._last_result = result
-        if result.all_running:
+        if result.all_running and not result.missing_twin_files:
             # Converged: supervision triggers the next pass when a container
             # stops; a pass every few minutes still catches drift.
             self._pass_due = max(
@@ -792,16 +813,27 @@ class Daemon:
         for name, twin_uuid in verdict.came_back:
             log.info("driver container %s is running again", name)
             self._alerts.resolve_active(twin_uuid, ["driver_health"])
+        now = self._clock()
         running = {view.name for view in views if view.running}
-        if (
-            verdict.park
-            or verdict.cleared
-            or any(name not in running for name in self._desired)
-            or self._supervisor.hold()
-        ):
+        if verdict.park or verdict.cleared or self._to_revive(views):
             # Something to revive, park or release: the next pass is due now.
-            self._pass_due = min(self._pass_due, self._clock())
+            self._pass_due = min(self._pass_due, now)
+        elif any(name not in running for name in self._desired):
+            # A held or settling driver is looked at again next cycle; passes
+            # back to back while a hold lasts would only spin.
+            interval = self.settings.reconcile_interval
+            self._pass_due = min(self._pass_due, now + interval)
         self._follow_running(views)
+
+    def _to_revive(self, views: Sequence[ContainerView]) -> bool:
+        """True when a desired driver is down or gone and nothing holds it."""
+        states = {view.name: view.state.value for view in views}
+        held = self._supervisor.hold()
+        for name in self._desired:
+            state = states.get(name)
+            if name not in held and (state is None or state in DOWN_STATES):
+                return True
+        return False
 
     def _container_event(self, action: str) -> None:
         """A driver that died or vanished is looked at now, not next cycle."""
@@ -917,11 +949,6 @@ class Daemon:
         # Local edits go to the backend before the cached files go.
         pushed = self._twin_sync.push_changed()
         removed = self._twin_sync.remove_files(keep=set(pushed.failed))
-        if pushed.failed:
-            log.warning(
-                "kept twin file(s) of %s: their changes could not be pushed yet",
-                ", ".join(sorted(pushed.failed)),
-            )
         log.debug("removed cached twin files of %s", ", ".join(removed) or "no twin")
         for view in views:
             if not view.name.startswith(DRIVER_PREFIX):
@@ -1208,6 +1235,8 @@ def run(environ: MutableMapping[str, str] | None = None) -> int:
         ensure_layout(settings.config_dir, owner)
         if owner is not None:
             repair_ownership(settings.config_dir, owner)
+        for directory in (settings.config_dir, settings.config_dir / "run"):
+            sweep_temp_files(directory)
         fingerprint = resolve_fingerprint(settings.config_dir, env, persist=True)
     except ConfigError as exc:
         return _fatal(str(exc))

@@ -141,3 +141,38 @@ def format_exception_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     name = type(exc).__name__
     return f"{name}: {text}" if text else name
+
+
+class ProblemLog:
+    """Says each lasting problem once, not once per cycle.
+
+    ``report`` logs at ``level`` (WARNING) when a problem under ``key``
+    starts or its message changes, and at DEBUG while it stays the same;
+    ``clear`` logs one INFO line when a reported problem is over. Keys are
+    the caller's (a file path, a twin uuid and an action). Thread-safe.
+    """
+
+    def __init__(self, logger: logging.Logger, *, level: int = logging.WARNING) -> None:
+        self._logger = logger
+        self._level = level
+        self._active: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def report(self, key: str, message: str, *args: object) -> None:
+        text = message % args if args else message
+        with self._lock:
+            repeated = self._active.get(key) == text
+            self._active[key] = text
+        self._logger.log(logging.DEBUG if repeated else self._level, "%s", text)
+
+    def clear(self, key: str, message: str | None = None, *args: object) -> bool:
+        """End the problem under ``key``; True (``message`` logged) if one was on."""
+        with self._lock:
+            was_on = self._active.pop(key, None) is not None
+        if was_on and message is not None:
+            self._logger.info(message, *args)
+        return was_on
+
+    def active(self, key: str) -> bool:
+        with self._lock:
+            return key in self._active

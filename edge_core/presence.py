@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from edge_core.config.files import atomic_write_json
 from edge_core.errors import EdgeCoreError
+from edge_core.logsetup import format_exception_line
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,18 @@ class PresenceApi(Protocol):
 def register(api: PresenceApi, config_dir: Path, fingerprint: str) -> dict[str, Any]:
     """Register the edge and write ``edge.json``; returns the Edge object."""
     edge = api.register_edge(fingerprint)
-    atomic_write_json(config_dir / EDGE_FILE, edge, mode=0o644)
     log.info("registered edge %s (fingerprint %s)", edge.get("uuid"), fingerprint)
+    path = config_dir / EDGE_FILE
+    try:
+        atomic_write_json(path, edge, mode=0o644)
+    except OSError as exc:
+        # edge.json is a copy for other tools; the edge works without it.
+        log.warning(
+            "could not write %s: %s; the previous copy is kept (free some space "
+            "or fix permissions)",
+            path,
+            format_exception_line(exc),
+        )
     return edge
 
 

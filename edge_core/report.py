@@ -39,6 +39,8 @@ from edge_core.twins.desired_state import FILE_NAME as DESIRED_STATE_FILE
 from edge_core.wiring import mqtt_config
 
 _CHECK_TIMEOUT = 5.0
+# Less free space than this on the config dir's file system is shown as full.
+LOW_DISK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -481,6 +483,25 @@ def _daemon_checks(state: DaemonState, config_dir: Path, now: float) -> list[Che
     return [check for check in found if check is not None]
 
 
+def _disk(config_dir: Path) -> Check | None:
+    """A row only when the config dir's file system is (nearly) full."""
+    try:
+        usage = os.statvfs(config_dir)
+    except OSError:
+        return None
+    free = usage.f_bavail * usage.f_frsize
+    if free >= LOW_DISK_BYTES:
+        return None
+    return Check(
+        "disk",
+        False,
+        f"the file system of {config_dir} is full ({free // 1024} KiB free): "
+        "twin files, desired-state.json and the daemon's state cannot be saved; "
+        "the files there are kept as they are",
+        "free some space there (old logs, unused images: docker image prune)",
+    )
+
+
 def _desired_saved_at(config_dir: Path) -> float | None:
     """When the desired state the daemon falls back on was downloaded."""
     try:
@@ -542,6 +563,9 @@ def gather(
         checks.append(Check("fingerprint", False, str(exc)))
     checks.append(_edge(config_dir))
     checks.append(_environment(config_dir))
+    disk = _disk(config_dir)
+    if disk is not None:
+        checks.append(disk)
     state = read_state(config_dir)
     checks.append(_daemon(state))
     if state is not None:

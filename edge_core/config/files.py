@@ -62,6 +62,35 @@ def atomic_write_bytes(path: Path, data: bytes, *, mode: int) -> None:
     fsync_directory(path.parent)
 
 
+def sweep_temp_files(directory: Path) -> list[str]:
+    """Remove the temp files an interrupted write left in ``directory``.
+
+    A power cut or SIGKILL between creating a temp file and renaming it
+    leaves one behind; only names with this module's prefix are touched.
+    Returns the names removed; a directory that cannot be listed is skipped.
+    """
+    removed: list[str] = []
+    try:
+        leftovers = [p for p in directory.iterdir() if p.name.startswith(TEMP_PREFIX)]
+    except OSError as exc:
+        logger.debug("cannot list %s for temp files: %s", directory, exc)
+        return removed
+    for path in leftovers:
+        try:
+            if path.is_file() and not path.is_symlink():
+                path.unlink()
+                removed.append(path.name)
+        except OSError as exc:
+            logger.debug("cannot remove temp file %s: %s", path, exc)
+    if removed:
+        logger.info(
+            "removed %d temp file(s) of an interrupted write from %s",
+            len(removed),
+            directory,
+        )
+    return removed
+
+
 def atomic_write_json(path: Path, obj: object, *, mode: int = 0o644) -> None:
     """Write ``obj`` as JSON (indent 2, trailing newline) atomically."""
     atomic_write_bytes(path, json_bytes(obj), mode=mode)

@@ -100,6 +100,9 @@ class PassResult:
     orphans: tuple[str, ...]
     without_driver: Mapping[str, str] = field(default_factory=dict)
     desired: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    missing_twin_files: tuple[str, ...] = ()
+    """Linked twins with an asset whose twin file could not be written:
+    their drivers run without it until a later pass writes it."""
 
     @property
     def all_running(self) -> bool:
@@ -227,6 +230,12 @@ class DriverReconciler:
         draft = build({}, {})
         topology = draft.topology
         self._twin_files(topology.linked, assets)
+        missing_files = tuple(
+            twin.uuid
+            for twin in topology.linked
+            if str(twin.asset_uuid or "") in assets
+            and not twin_path(self._options.config_dir, twin.uuid).is_file()
+        )
         environments = {t.uuid: t.environment_uuid for t in topology.linked}
         current = {
             c.name: c for c in self._runtime.list_managed(self._options.fingerprint)
@@ -265,6 +274,7 @@ class DriverReconciler:
             orphans=orphans,
             without_driver=dict(topology.no_driver),
             desired=dict(run.desired),
+            missing_twin_files=missing_files,
         )
 
     def _remember_failures(self, statuses: Iterable[DriverStatus]) -> None:
@@ -317,11 +327,17 @@ class DriverReconciler:
         current: Mapping[str, ContainerView],
         hold: Mapping[str, str],
     ) -> tuple[str, ...]:
-        """Containers of twins no longer linked: reported, never touched."""
+        """Containers of twins no longer linked: reported, never touched.
+
+        The container of a twin still linked whose metadata no longer
+        becomes a spec is left alone too, but it is no orphan: its twin's
+        failure says why it is not managed.
+        """
+        linked = {twin.uuid for twin in draft.topology.linked}
         orphans = tuple(
             name
             for name in plan(draft.specs, current.values()).orphans
-            if name not in hold
+            if name not in hold and current[name].twin_uuid not in linked
         )
         for name in orphans:
             log.info("ignoring orphan container %s: its twin is no longer linked", name)

@@ -39,6 +39,7 @@ from typing import Any, Protocol
 
 from edge_core.config.files import rewrite_in_place
 from edge_core.errors import AuthError, BackendUnavailable, EdgeCoreError
+from edge_core.logsetup import ProblemLog
 from edge_core.model.twins import Twin, as_id, twin_document
 from edge_core.twins import desired_state
 from edge_core.twins.backups import BACKUPS_KEPT, keep_backup
@@ -149,9 +150,9 @@ class TwinSync:
         # Twins whose last push failed are tried last, so one twin the
         # backend keeps refusing never holds back the others' pushes.
         self._push_failed: set[str] = set()
-        # (uuid, what) pairs already warned about (a failed checksum, a
-        # mistyped field), so a problem that stays is one WARNING, then DEBUG.
-        self._warned: set[tuple[str, str]] = set()
+        # A problem that stays (a refused push, a mistyped field, a full
+        # disk) is one WARNING, then DEBUG until it is over.
+        self._problems = ProblemLog(log)
         self._version = 0
         self._saved_version = 0
 
@@ -189,16 +190,19 @@ class TwinSync:
         with self._lock:
             if self._version == self._saved_version:
                 return False
+            path = self._config_dir / desired_state.FILE_NAME
             try:
                 saved = desired_state.save_baselines(self._config_dir, self._baselines)
             except OSError as exc:
-                log.warning(
+                self._problems.report(
+                    "baselines",
                     "could not save twin file baselines in %s: %s; trying again "
                     "next cycle",
-                    self._config_dir / desired_state.FILE_NAME,
+                    path,
                     exc,
                 )
                 return False
+            self._problems.clear("baselines", "saved twin file baselines in %s", path)
             if saved:
                 self._saved_version = self._version
             return saved
@@ -239,9 +243,10 @@ class TwinSync:
                     if self._ensure_one(twin.uuid, twin_document(twin.raw, asset)):
                         written.append(twin.uuid)
                 except OSError as exc:
-                    log.error(
-                        "could not write twin file %s: %s; the driver starts "
-                        "without it",
+                    self._problems.report(
+                        f"write:{twin.uuid}",
+                        "could not write twin file %s: %s; its driver starts "
+                        "without it, trying again at the next pass",
                         self._path(twin.uuid),
                         exc,
                     )
@@ -266,6 +271,7 @@ class TwinSync:
 
     def _written(self, twin_uuid: str, data: bytes) -> None:
         """Content the edge core wrote itself becomes the baseline."""
+        self._problems.clear(f"write:{twin_uuid}")
         self._last_good[twin_uuid] = data
         self._set_baseline(twin_uuid, sha256(data))
 
@@ -391,9 +397,8 @@ class TwinSync:
         path = self._path(twin_uuid)
         body = push_body(current.document)
         for name, expected in sorted(body.wrong_types.items()):
-            self._warn_once(
-                twin_uuid,
-                f"type:{name}",
+            self._problems.report(
+                f"type:{twin_uuid}:{name}",
                 '%s: field "%s" must be a JSON %s; it is left out of the push '
                 "until the driver writes it as one",
                 path,
@@ -401,7 +406,7 @@ class TwinSync:
                 expected,
             )
         for name in body.fields:
-            self._warned.discard((twin_uuid, f"type:{name}"))
+            self._problems.clear(f"type:{twin_uuid}:{name}")
         log.debug(
             "twin file %s changed (checksum %s, baseline %s)",
             path,
@@ -418,9 +423,8 @@ class TwinSync:
         try:
             self._api.update_twin(twin_uuid, body.fields)
         except EdgeCoreError as exc:
-            self._warn_once(
-                twin_uuid,
-                current.digest,
+            self._problems.report(
+                f"push:{twin_uuid}",
                 "could not push twin file %s: %s; it is kept and pushed again "
                 "next cycle",
                 path,
@@ -443,13 +447,8 @@ class TwinSync:
         return _Push.PUSHED
 
     def _pushed(self, twin_uuid: str, current: TwinFile) -> None:
+        self._problems.clear(f"push:{twin_uuid}")
         self._set_baseline(twin_uuid, current.digest)
-
-    def _warn_once(self, twin_uuid: str, key: str, message: str, *args: Any) -> None:
-        seen = (twin_uuid, key)
-        level = logging.DEBUG if seen in self._warned else logging.WARNING
-        self._warned.add(seen)
-        log.log(level, message, *args)
 
     # -- pull ------------------------------------------------------------
 
@@ -474,7 +473,8 @@ class TwinSync:
         try:
             rewrite_in_place(path, data, mode=TWIN_FILE_MODE)
         except OSError as exc:
-            log.warning(
+            self._problems.report(
+                f"write:{twin_uuid}",
                 "could not write the backend's metadata into twin file %s: %s; "
                 "the file keeps its content, trying again next cycle",
                 path,
@@ -516,7 +516,8 @@ class TwinSync:
                 kept=self._backups_kept,
             )
         except OSError as exc:
-            log.warning(
+            self._problems.report(
+                f"repair:{twin_uuid}",
                 "twin file %s is not valid JSON and its content could not be kept "
                 "(%s); not repairing it yet, trying again next cycle",
                 path,
@@ -529,7 +530,8 @@ class TwinSync:
         try:
             rewrite_in_place(path, data, mode=TWIN_FILE_MODE)
         except OSError as exc:
-            log.warning(
+            self._problems.report(
+                f"repair:{twin_uuid}",
                 "could not repair twin file %s: %s; its damaged content is kept in "
                 "%s, trying again next cycle",
                 path,
@@ -538,6 +540,7 @@ class TwinSync:
             )
             return False
 
+        self._problems.clear(f"repair:{twin_uuid}")
         if good is None:
             self._written(twin_uuid, data)
         else:
@@ -565,8 +568,8 @@ class TwinSync:
         removed: list[str] = []
         with self._lock:
             candidates = set(self._baselines) | self._uuid_named_files()
-            for twin_uuid in sorted(candidates - set(keep)):
-                reason = self._keep_reason(twin_uuid)
+            for twin_uuid in sorted(candidates | set(keep)):
+                reason = self._keep_reason(twin_uuid, keep)
                 if reason is not None:
                     log.info("keeping twin file %s: %s", self._path(twin_uuid), reason)
                     continue
@@ -574,8 +577,10 @@ class TwinSync:
                     removed.append(twin_uuid)
         return removed
 
-    def _keep_reason(self, twin_uuid: str) -> str | None:
+    def _keep_reason(self, twin_uuid: str, keep: Set[str]) -> str | None:
         """Why a file must survive a restart, or None when it may go."""
+        if twin_uuid in keep:
+            return "its push failed; it is pushed again on a later cycle"
         baseline = self._baselines.get(twin_uuid)
         if baseline is None:
             return None

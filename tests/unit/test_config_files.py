@@ -17,6 +17,7 @@ from edge_core.config.files import (
     atomic_write_json,
     read_json_file,
     rewrite_in_place,
+    sweep_temp_files,
 )
 from edge_core.errors import ConfigError
 
@@ -285,3 +286,29 @@ def test_read_json_file_permission_denied_names_fix() -> None:
 
     assert outcome.startswith(f"{target} cannot be read (permission denied); ")
     assert "sudo" in outcome
+
+
+def test_sweep_removes_only_temp_files_of_interrupted_writes(tmp_path: Path) -> None:
+    """Temp files an interrupted atomic write left behind are removed; every
+    other file, a temp-named directory and a temp-named symlink stay."""
+    (tmp_path / ".tmp_edge.json.k3j2h1").write_text('{"uuid": ')
+    (tmp_path / ".tmp_desired-state.json.a9b8").write_bytes(b"")
+    (tmp_path / "edge.json").write_text("{}")
+    (tmp_path / "tmp_not_ours.json").write_text("{}")
+    (tmp_path / ".tmp_dir").mkdir()
+    (tmp_path / ".tmp_link").symlink_to(tmp_path / "edge.json")
+
+    removed = sweep_temp_files(tmp_path)
+
+    assert sorted(removed) == [".tmp_desired-state.json.a9b8", ".tmp_edge.json.k3j2h1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".tmp_dir",
+        ".tmp_link",
+        "edge.json",
+        "tmp_not_ours.json",
+    ]
+
+
+def test_sweep_of_a_missing_directory_removes_nothing(tmp_path: Path) -> None:
+    """A directory that does not exist (no run/ yet) is no error."""
+    assert sweep_temp_files(tmp_path / "run") == []

@@ -11,7 +11,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from edge_core.logsetup import configure_logging, format_exception_line, redact
+from edge_core.logsetup import (
+    ProblemLog,
+    configure_logging,
+    format_exception_line,
+    redact,
+)
 
 LINE = re.compile(
     r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3} UTC \[(?P<level>[A-Z]+)\] "
@@ -190,3 +195,31 @@ def test_signed_url_signatures_are_masked() -> None:
     assert "svc%2F2026" not in masked
     assert "X-Goog-Algorithm=GOOG4" in masked
     assert masked.endswith("&alt=media")
+
+
+def test_problem_log_says_a_lasting_problem_once_and_its_end_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The same problem reported every cycle is one WARNING then DEBUG; a
+    changed message is a new WARNING; its end is one INFO line, and ending
+    a problem that was never reported logs nothing."""
+    logger = logging.getLogger("edge_core.test_problems")
+    problems = ProblemLog(logger)
+
+    with caplog.at_level(logging.DEBUG, logger="edge_core.test_problems"):
+        for _ in range(3):
+            problems.report("disk", "could not write %s: %s", "/c/a.json", "full")
+        problems.report("disk", "could not write %s: %s", "/c/a.json", "read-only")
+        assert problems.active("disk")
+        assert problems.clear("disk", "wrote %s again", "/c/a.json")
+        assert not problems.clear("disk", "wrote %s again", "/c/a.json")
+        assert not problems.clear("never", "nothing to end")
+
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "could not write /c/a.json: full"),
+        ("DEBUG", "could not write /c/a.json: full"),
+        ("DEBUG", "could not write /c/a.json: full"),
+        ("WARNING", "could not write /c/a.json: read-only"),
+        ("INFO", "wrote /c/a.json again"),
+    ]
+    assert not problems.active("disk")
