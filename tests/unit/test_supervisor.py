@@ -30,10 +30,12 @@ WALL_OFFSET = 1_800_000_000.0
 
 
 class FakeClock:
-    """A monotonic clock that moves only when told to."""
+    """A monotonic clock that moves only when told to, and a wall clock
+    that follows it unless someone sets the system time."""
 
     def __init__(self) -> None:
         self.now = 1000.0
+        self.wall_offset = WALL_OFFSET
 
     def __call__(self) -> float:
         return self.now
@@ -41,8 +43,12 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self.now += seconds
 
+    def set_wall(self, seconds: float) -> None:
+        """The system time set ``seconds`` forward (or back, when negative)."""
+        self.wall_offset += seconds
+
     def wall(self) -> float:
-        return WALL_OFFSET + self.now
+        return self.wall_offset + self.now
 
 
 def make(clock: FakeClock, **options: float) -> Supervisor:
@@ -244,6 +250,33 @@ def test_revival_never_starts_a_parked_driver_early() -> None:
 
     clock.advance(1)
     assert sup.hold() == {}
+
+
+@pytest.mark.parametrize("jump", [-86_400.0, 86_400.0], ids=["day-back", "day-ahead"])
+def test_a_wall_clock_jump_moves_no_timer(jump: float) -> None:
+    """The system time set a day back or ahead (NTP after a power cut) in
+    the middle of a cool-off, a revival debounce and a restart window
+    changes none of them: only monotonic time counts."""
+    clock = FakeClock()
+    sup = make(clock, revival_debounce=60.0)
+    park_once(sup, clock)
+    clock.set_wall(jump)
+
+    clock.advance(599)
+    assert NAME in sup.hold()
+    clock.advance(1)
+    assert sup.hold() == {}
+
+    # Released and retried (the retry counts as a restart), then three
+    # restarts, a jump back, and a fourth within the same monotonic
+    # minute: five in the window, so it parks again.
+    sup.launched(NAME, "h1", True)
+    sup.observe(want(), [seen(restarts=0, cid="retry")])
+    clock.advance(10)
+    assert sup.observe(want(), [seen(restarts=3, cid="retry")]).quiet
+    clock.set_wall(-jump)
+    clock.advance(10)
+    assert len(sup.observe(want(), [seen(restarts=4, cid="retry")]).park) == 1
 
 
 def test_parking_suppresses_health_events_of_the_stop() -> None:
