@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import sys
 import threading
 import time
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
-from dataclasses import dataclass, replace
-from types import FrameType
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from edge_core import __version__, systemd
@@ -34,33 +31,19 @@ from edge_core.cloud.mqtt import (
     check_broker,
 )
 from edge_core.cloud.rest import CloudClient
-from edge_core.commands import CommandInbox, EdgeCommand
+from edge_core.commands import CommandInbox
 from edge_core.config.credentials import (
     Credentials,
-    apply_envs,
     load_credentials,
     read_token,
 )
-from edge_core.config.environment import EnvironmentConfig, load_environment
-from edge_core.config.files import sweep_temp_files
-from edge_core.config.fingerprint import host_identity, resolve_fingerprint
-from edge_core.config.paths import (
-    ensure_layout,
-    migrate_legacy,
-    repair_ownership,
-    resolve_config_dir,
-    target_owner,
-)
-from edge_core.config.settings import Settings, load_settings
-from edge_core.drivers.logs import FollowTarget, LogForwarder
+from edge_core.config.fingerprint import host_identity
+from edge_core.config.settings import Settings
+from edge_core.drivers.guard import DriverGuard, PassDue
+from edge_core.drivers.logs import LogForwarder
 from edge_core.drivers.reconcile import DriverReconciler, PassOptions, PassResult
-from edge_core.drivers.supervisor import (
-    DOWN_STATES,
-    Desired,
-    Park,
-    Supervisor,
-    observations,
-)
+from edge_core.drivers.supervisor import Supervisor
+from edge_core.drivers.verdict import Desired
 from edge_core.drivers.zenoh import RouterStatus, ZenohRouter
 from edge_core.errors import (
     AuthError,
@@ -74,16 +57,12 @@ from edge_core.health import BootstrapHealthPublisher
 from edge_core.host.metrics import HostMetricsSampler, host_facts
 from edge_core.host.platform import detect_platform, profile_keys
 from edge_core.logsetup import (
-    ProblemLog,
     RedactingFilter,
-    configure_logging,
-    format_exception_line,
 )
 from edge_core.logsetup import redact as logsetup_redact
 from edge_core.model.linkage import linked_twins
-from edge_core.model.spec import LABEL_MIN_RESTART
 from edge_core.presence import DiscoverKeepalive, register
-from edge_core.runtime.container import ContainerView
+from edge_core.restart import RemoteRestart, tear_down_drivers
 from edge_core.runtime.docker import DockerRuntime, EngineFacts
 from edge_core.runtime.watch import ContainerWatch
 from edge_core.state import (
@@ -95,7 +74,7 @@ from edge_core.state import (
 )
 from edge_core.twins import desired_state
 from edge_core.twins.desired_state import Snapshot
-from edge_core.twins.download import download_environment
+from edge_core.twins.keeper import DesiredStateKeeper
 from edge_core.twins.sync import TwinSync
 from edge_core.wiring import Backoff, driver_context, launch_context, mqtt_config
 
@@ -106,8 +85,6 @@ EXIT_FATAL = 1
 
 T = TypeVar("T")
 
-DRIVER_PREFIX = "cyberwave-driver-"
-STARTING_ALERTS = ("driver_starting", "worker_starting")
 # A converged edge runs a full driver pass at least once per this many loops.
 SAFETY_PASS_LOOPS = 20
 # Engine events after which the loop looks at the drivers at once.
@@ -169,38 +146,32 @@ class Daemon:
         # Backend and broker calls can hang for minutes (no answer, long
         # timeouts and retries); they run here so SIGTERM is answered at once.
         self._calls = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cloud")
-        # Environment downloads run here, so a hanging backend never holds
-        # up supervision of the drivers.
-        self._fetches = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fetch")
         self._pass: Future[PassResult] | None = None
         self._pass_due = 0.0
         self._pull_next = False
-        self._download_future: Future[_Download] | None = None
-        self._download_due = 0.0
-        self._downloaded_once = False
-        self._restart: Future[tuple[PassResult, Snapshot | None]] | None = None
-        self._restart_alert: Any = None
-        self._restart_state: dict[str, Any] | None = None
         self._edge: dict[str, Any] | None = None
         self._registration = Backoff(settings.backoff_initial, settings.backoff_max)
         self._docker_backoff = Backoff(settings.backoff_initial, settings.backoff_max)
-        self._environment: EnvironmentConfig | None = None
-        self._environment_error: str | None = None
         self._download_error: str | None = None
         self._backend_error: str | None = None
         self._offline_since: float | None = None
         self._broker_down_since: float | None = None
         self._phase = "starting"
-        self._snapshot: Snapshot | None = None
-        self._snapshot_loaded = False
-        self._snapshot_saved = True
-        self._problems = ProblemLog(log)
-        self._saved_snapshot: Snapshot | None = None
-        saved = self._load_snapshot()
+        saved = desired_state.load(settings.config_dir)
         self._twin_sync = TwinSync(
             settings.config_dir,
             self._cloud,
             baselines=saved.twin_baselines if saved is not None else {},
+        )
+        self._desired_state = DesiredStateKeeper(
+            settings.config_dir,
+            self._cloud,
+            self._twin_sync,
+            saved=saved,
+            fingerprint=fingerprint,
+            interval=settings.reconcile_interval,
+            wake=self._wake.set,
+            clock=clock,
         )
         self._alerts = AlertBook.create(
             self._cloud,
@@ -209,12 +180,24 @@ class Daemon:
         )
         self._supervisor = Supervisor.from_settings(settings, clock=clock)
         self._restore_parking()
+        self._guard = DriverGuard(
+            self._supervisor,
+            self._alerts,
+            fingerprint=fingerprint,
+            topic_prefix=self._prefix,
+            window=settings.driver_restart_loop_window,
+            troubleshooting_url=settings.driver_troubleshooting_url,
+            environment_of=self._environment_of,
+        )
         self._desired: dict[str, Desired] = {}
         self._router: ZenohRouter | None = None
         self._watch: ContainerWatch | None = None
         self._router_environment: str | None = None
         self._router_status: RouterStatus | None = None
         self._inbox = CommandInbox(self._wake)
+        self._restarts: RemoteRestart[tuple[PassResult, Snapshot | None]] = (
+            RemoteRestart(self._alerts, self._pool.submit, self._wake.set)
+        )
         self._command_topic: str | None = None
         self._last_result: PassResult | None = None
         self._last_summary: str | None = None
@@ -366,26 +349,20 @@ class Daemon:
             on_change=self._container_event,
         )
         self._watch.start()
-        try:
-            self._engine = runtime.engine_facts()
-        except EdgeCoreError as exc:
-            log.warning("could not read the Docker engine's facts: %s", exc)
-        engine = self._engine
-        if engine and engine.has_nvidia and engine.default_runtime != "nvidia":
-            log.info(
-                "the nvidia runtime is installed but not the default; "
-                'to give drivers GPUs set "default-runtime": '
-                '"nvidia" in /etc/docker/daemon.json and restart Docker'
+        self._engine = _engine_facts(runtime)
+        if self._forwarder is None:
+            self._forwarder = LogForwarder(
+                runtime,
+                self._mqtt.publish,
+                version=__version__,
+                cold_start_tail=self.settings.driver_log_tail,
+                fingerprint=self.fingerprint,
+                buffer_lines=self.settings.driver_log_buffer_lines,
+                connected=lambda: self._mqtt.is_connected,
             )
-        self._forwarder = LogForwarder(
-            runtime,
-            self._mqtt.publish,
-            version=__version__,
-            cold_start_tail=self.settings.driver_log_tail,
-            fingerprint=self.fingerprint,
-            buffer_lines=self.settings.driver_log_buffer_lines,
-            connected=lambda: self._mqtt.is_connected,
-        )
+        else:
+            # Read positions outlive an engine restart: no line is sent twice.
+            self._forwarder.use(runtime)
         self._reconciler = DriverReconciler(
             runtime,
             options=PassOptions(
@@ -469,114 +446,41 @@ class Daemon:
 
     # -- environment and downloads ----------------------------------------
 
-    def _reload_environment(self) -> EnvironmentConfig | None:
-        try:
-            environment = load_environment(self._config_dir)
-        except ConfigError as exc:
-            if str(exc) != self._environment_error:
-                log.warning(
-                    "%s (read again every %.0f s)",
-                    exc,
-                    self.settings.reconcile_interval,
-                )
-            self._environment_error = str(exc)
-            self._environment = None
-            return None
-        if self._environment_error is not None:
-            log.info("%s is usable again", environment.path)
-        self._environment_error = None
-        self._environment = environment
-        return environment
-
-    def _load_snapshot(self) -> Snapshot | None:
-        """The persisted desired state, once per process (it seeds twin sync)."""
-        if not self._snapshot_loaded:
-            self._snapshot_loaded = True
-            self._saved_snapshot = desired_state.load(self._config_dir)
-        return self._saved_snapshot
-
     def _start_from_snapshot(self) -> None:
         """Run drivers from the persisted desired state while the backend is away."""
-        if self._snapshot is not None:
-            return
-        environment = self._reload_environment()
-        snapshot = self._load_snapshot()
-        if environment is None or snapshot is None:
-            return
-        if snapshot.environment_uuid != environment.uuid:
-            log.info(
-                "persisted desired state is for environment %s, not %s; "
-                "waiting for the backend",
-                snapshot.environment_uuid,
-                environment.uuid,
-            )
-            return
-        log.info(
-            "starting drivers from the desired state saved at %s",
-            time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(snapshot.fetched_at)),
-        )
-        self._snapshot = snapshot
-        self._pass_due = 0.0
-
-    def _download(self, environment: EnvironmentConfig, refetch: bool) -> _Download:
-        """One environment download plus the twin-file sync; runs off the loop."""
-        previous = self._snapshot.assets if self._snapshot else {}
-        snapshot, complete = download_environment(
-            self._cloud,
-            environment.uuid,
-            self.fingerprint,
-            previous,
-            refetch=refetch,
-        )
-        linked = [twin.uuid for twin in linked_twins(snapshot.twins, self.fingerprint)]
-        self._twin_sync.sync(snapshot.twins, linked)
-        return _Download(environment.uuid, snapshot, complete)
+        if self._desired_state.use_saved():
+            self._pass_due = 0.0
 
     def _start_download(self) -> None:
-        environment = self._environment
-        if (
-            environment is None
-            or self._edge is None
-            or self._download_future is not None
-            or self._restart is not None
-            or self._clock() < self._download_due
-        ):
+        if self._edge is None or self._restarts.busy:
             return
-        # Assets are fetched on the first download and on restart; an idle
-        # cycle costs one listing however many twins are linked.
-        refetch = not self._downloaded_once
-        self._download_due = self._clock() + self.settings.reconcile_interval
-        future = self._fetches.submit(self._download, environment, refetch)
-        future.add_done_callback(lambda _f: self._wake.set())
-        self._download_future = future
+        self._desired_state.start_download()
 
     def _collect_download(self) -> None:
-        future = self._download_future
-        if future is None or not future.done():
+        collected = self._desired_state.collect()
+        if collected is None:
             return
-        self._download_future = None
-        environment = self._environment
-        try:
-            download = future.result()
-        except BackendUnavailable as exc:
+        error = collected.error
+        if isinstance(error, BackendUnavailable):
             if self._backend_error is None:
                 log.warning(
                     "could not download the environment: %s; drivers keep "
                     "running, retrying every %.0f s",
-                    exc,
+                    error,
                     self.settings.reconcile_interval,
                 )
-            self._backend_error = str(exc)
+            self._backend_error = str(error)
             self._offline_since = self._offline_since or time.time()
             self._start_from_snapshot()
             return
-        except PermanentError as exc:
+        if error is not None:
+            environment = self._desired_state.environment
             path = environment.path if environment else "environment.json"
-            problem = f"{path}: {exc}"
+            problem = f"{path}: {error}"
             if problem != self._download_error:
                 log.error(
                     "could not download the environment: %s; check the uuid in %s",
-                    exc,
+                    error,
                     path,
                 )
             self._download_error = problem
@@ -587,62 +491,22 @@ class Daemon:
         self._backend_error = None
         self._offline_since = None
         self._download_error = None
-        if environment is None or download.environment_uuid != environment.uuid:
-            return
-        self._adopt_snapshot(download.snapshot, fresh=not self._downloaded_once)
-        # An incomplete first download (an asset missing) is tried in full again.
-        self._downloaded_once = self._downloaded_once or download.complete
-
-    def _adopt_snapshot(self, snapshot: Snapshot, *, fresh: bool) -> None:
-        """Make ``snapshot`` the desired state and persist it when it changed."""
-        previous = self._snapshot
-        changed = previous is None or _content(previous) != _content(snapshot)
-        self._snapshot = snapshot
-        if changed or fresh or not self._snapshot_saved:
-            self._save_snapshot(snapshot)
-        else:
-            # Pushes and pulls move the baselines between downloads.
-            self._twin_sync.persist()
-        if changed or fresh:
-            self._pull_next = self._pull_next or fresh
+        if collected.changed:
+            self._pull_next = self._pull_next or collected.fresh
             self._pass_due = 0.0
-
-    def _save_snapshot(self, snapshot: Snapshot) -> None:
-        """Write desired-state.json; a failed write is tried at every download."""
-        path = self._config_dir / desired_state.FILE_NAME
-        version = self._twin_sync.version
-        try:
-            desired_state.save(
-                self._config_dir, snapshot.with_baselines(self._twin_sync.baselines())
-            )
-        except OSError as exc:
-            self._snapshot_saved = False
-            self._problems.report(
-                "desired-state",
-                "could not save %s: %s; the previous copy is kept, trying again "
-                "at the next download",
-                path,
-                format_exception_line(exc),
-            )
-            return
-        self._snapshot_saved = True
-        self._twin_sync.mark_saved(version)
-        self._problems.clear("desired-state", "saved %s again", path)
 
     # -- driver passes ---------------------------------------------------
 
     def _submit_pass(self) -> None:
-        snapshot = self._snapshot
+        snapshot = self._desired_state.snapshot
         if (
             snapshot is None
+            or not self._desired_state.current
             or self._reconciler is None
             or self._pass is not None
-            or self._restart is not None
+            or self._restarts.busy
             or self._clock() < self._pass_due
         ):
-            return
-        environment = self._environment
-        if environment is not None and snapshot.environment_uuid != environment.uuid:
             return
         self._pass_due = self._clock() + self.settings.reconcile_interval
         pull, self._pull_next = self._pull_next, False
@@ -774,7 +638,7 @@ class Daemon:
     # -- supervision ------------------------------------------------------
 
     def _environment_of(self, twin_uuid: str) -> str | None:
-        snapshot = self._snapshot
+        snapshot = self._desired_state.snapshot
         for twin in snapshot.twins if snapshot else ():
             if twin.get("uuid") == twin_uuid:
                 value = twin.get("environment_uuid")
@@ -784,7 +648,7 @@ class Daemon:
     def _supervise(self) -> None:
         """Watch the driver containers between passes and act on what changed."""
         runtime = self._runtime
-        if runtime is None or self._pass is not None or self._restart is not None:
+        if runtime is None or self._pass is not None or self._restarts.busy:
             return
         if not self._desired:
             return
@@ -796,98 +660,18 @@ class Daemon:
         except EdgeCoreError as exc:
             log.warning("could not list driver containers: %s", exc)
             return
-        verdict = self._supervisor.observe(self._desired, observations(views))
-        for park in verdict.park:
-            self._park(runtime, park)
-        for name, twin_uuid, reason in verdict.cleared:
-            log.info("%s is no longer parked: %s", name, reason)
-            self._alerts.resolve_active(twin_uuid, ["driver_restart_loop"])
-        for down in verdict.went_down:
-            log.warning("driver container %s stopped: %s", down.name, down.detail)
-            self._alerts.raise_alert(
-                alert_type="driver_health",
-                twin_uuid=down.twin_uuid,
-                environment_uuid=self._environment_of(down.twin_uuid),
-                description=f"Driver container {down.name} stopped: {down.detail}",
-            )
-        for name, twin_uuid in verdict.came_back:
-            log.info("driver container %s is running again", name)
-            self._alerts.resolve_active(twin_uuid, ["driver_health"])
+        due = self._guard.look(runtime, views, self._desired, self._forwarder)
         now = self._clock()
-        running = {view.name for view in views if view.running}
-        if verdict.park or verdict.cleared or self._to_revive(views):
-            # Something to revive, park or release: the next pass is due now.
+        if due is PassDue.NOW:
             self._pass_due = min(self._pass_due, now)
-        elif any(name not in running for name in self._desired):
-            # A held or settling driver is looked at again next cycle; passes
-            # back to back while a hold lasts would only spin.
+        elif due is PassDue.NEXT_CYCLE:
             interval = self.settings.reconcile_interval
             self._pass_due = min(self._pass_due, now + interval)
-        self._follow_running(views)
-
-    def _to_revive(self, views: Sequence[ContainerView]) -> bool:
-        """True when a desired driver is down or gone and nothing holds it."""
-        states = {view.name: view.state.value for view in views}
-        held = self._supervisor.hold()
-        for name in self._desired:
-            state = states.get(name)
-            if name not in held and (state is None or state in DOWN_STATES):
-                return True
-        return False
 
     def _container_event(self, action: str) -> None:
         """A driver that died or vanished is looked at now, not next cycle."""
-        if action in _DOWN_EVENTS and self._pass is None and self._restart is None:
+        if action in _DOWN_EVENTS and self._pass is None and not self._restarts.busy:
             self._wake.set()
-
-    def _park(self, runtime: DockerRuntime, park: Park) -> None:
-        minutes = park.cooloff / 60.0
-        log.warning(
-            "driver %s restarted %d times within %.0f s; stopped for %.0f min "
-            "(restart loop %d); fix the driver or its device, see %s",
-            park.name,
-            park.restarts,
-            self.settings.driver_restart_loop_window,
-            minutes,
-            park.loop,
-            self.settings.driver_troubleshooting_url,
-        )
-        self._supervisor.stopped_by_us(park.name)
-        try:
-            runtime.update_restart_policy(park.name, "no", fingerprint=self.fingerprint)
-            runtime.stop(park.name, fingerprint=self.fingerprint)
-        except EdgeCoreError as exc:
-            log.warning("could not stop flapping driver %s: %s", park.name, exc)
-        self._alerts.raise_alert(
-            alert_type="driver_restart_loop",
-            twin_uuid=park.twin_uuid,
-            environment_uuid=self._environment_of(park.twin_uuid),
-            metadata={
-                "container_name": park.name,
-                "restarts": park.restarts,
-                "window_seconds": self.settings.driver_restart_loop_window,
-                "cooloff_seconds": park.cooloff,
-                "loop": park.loop,
-            },
-            restarts=park.restarts,
-        )
-
-    def _follow_running(self, views: Sequence[ContainerView]) -> None:
-        forwarder = self._forwarder
-        if forwarder is None:
-            return
-        for view in views:
-            desired = self._desired.get(view.name)
-            if desired is None or not view.running:
-                continue
-            forwarder.follow(
-                FollowTarget(
-                    container_name=view.name,
-                    twin_uuid=desired.twin_uuid,
-                    image=view.image,
-                    topic=topics.driverlog(self._prefix, desired.twin_uuid),
-                )
-            )
 
     # -- remote commands --------------------------------------------------
 
@@ -906,37 +690,8 @@ class Daemon:
 
     def _handle_commands(self) -> None:
         for command in self._inbox.drain():
-            self._on_restart(command)
-
-    def _on_restart(self, command: EdgeCommand) -> None:
-        alert = (
-            self._alerts.restart_alert(command.alert_uuid)
-            if command.alert_uuid
-            else None
-        )
-        if self._restart is not None:
-            log.warning(
-                "restart_edge_core (request_id %s) refused: a restart is already "
-                "in progress",
-                command.request_id,
-            )
-            if alert is not None:
-                alert.concurrent()
-            return
-        log.info("restart_edge_core received (request_id %s)", command.request_id)
-        if alert is not None:
-            alert.in_progress()
-        self._restart_state = {
-            "request_id": command.request_id,
-            "phase": "in_progress",
-            "at": time.time(),
-            "error": None,
-        }
-        self._write_state()
-        future = self._pool.submit(self._restart_job)
-        future.add_done_callback(lambda _f: self._wake.set())
-        self._restart = future
-        self._restart_alert = alert
+            if self._restarts.request(command, self._restart_job):
+                self._write_state()
 
     def _restart_job(self) -> tuple[PassResult, Snapshot | None]:
         """The graceful restart of protocol.md 2.6, on the pass thread."""
@@ -944,36 +699,24 @@ class Daemon:
         reconciler = self._reconciler
         if runtime is None or reconciler is None:
             raise RuntimeUnavailable("the Docker engine is not reachable")
-        views = runtime.list_managed(self.fingerprint)
-        twins = sorted({v.twin_uuid for v in views if v.twin_uuid})
-        # Local edits go to the backend before the cached files go.
-        pushed = self._twin_sync.push_changed()
-        removed = self._twin_sync.remove_files(keep=set(pushed.failed))
-        log.debug("removed cached twin files of %s", ", ".join(removed) or "no twin")
-        for view in views:
-            if not view.name.startswith(DRIVER_PREFIX):
-                continue
-            self._supervisor.stopped_by_us(view.name)
-            if LABEL_MIN_RESTART in view.labels:
-                runtime.stop(view.name, fingerprint=self.fingerprint)
-            else:
-                runtime.remove(
-                    view.name, force=True, volumes=True, fingerprint=self.fingerprint
-                )
-        runtime.prune_stopped(self.fingerprint)
-        for twin_uuid in twins:
-            self._alerts.resolve_active(twin_uuid, STARTING_ALERTS)
-        environment = self._reload_environment()
+        tear_down_drivers(
+            runtime,
+            fingerprint=self.fingerprint,
+            twin_sync=self._twin_sync,
+            supervisor=self._supervisor,
+            alerts=self._alerts,
+        )
+        environment = self._desired_state.reload_environment()
         self._reload_credentials()
-        if self._snapshot is not None:
-            self._router_status = self._router_for(
-                self._snapshot.environment_uuid
-            ).restart()
+        snapshot = self._desired_state.snapshot
+        if snapshot is not None:
+            router = self._router_for(snapshot.environment_uuid)
+            self._router_status = router.restart()
         self._supervisor.reset()
-        snapshot = self._snapshot
         if environment is not None:
             try:
-                snapshot = self._download(environment, refetch=True).snapshot
+                download = self._desired_state.download(environment, refetch=True)
+                snapshot = download.snapshot
             except BackendUnavailable as exc:
                 log.warning(
                     "could not download the environment during the restart (%s); "
@@ -1009,31 +752,17 @@ class Daemon:
         self.credentials = credentials
 
     def _collect_restart(self) -> None:
-        future = self._restart
-        if future is None or not future.done():
+        finished = self._restarts.collect()
+        if finished is None:
             return
-        self._restart = None
-        alert, self._restart_alert = self._restart_alert, None
-        state = dict(self._restart_state or {})
-        try:
-            result, snapshot = future.result()
-        except Exception as exc:
-            log.error("restart_edge_core failed: %s", format_exception_line(exc))
-            if isinstance(exc, RuntimeUnavailable):
-                self._lost_docker(exc)
-            if alert is not None:
-                alert.failed(str(exc))
-            state.update(phase="failed", at=time.time(), error=str(exc)[:500])
-            self._restart_state = state
+        if isinstance(finished.error, RuntimeUnavailable):
+            self._lost_docker(finished.error)
+        if finished.result is None:
             return
+        result, snapshot = finished.result
         if snapshot is not None:
-            self._adopt_snapshot(snapshot, fresh=False)
+            self._desired_state.adopt(snapshot, fresh=False)
         self._record_pass(result)
-        log.info("restart_edge_core completed")
-        if alert is not None:
-            alert.completed()
-        state.update(phase="completed", at=time.time(), error=None)
-        self._restart_state = state
         self._pass_due = self._clock() + self.settings.reconcile_interval
 
     # -- the loop -------------------------------------------------------
@@ -1059,7 +788,7 @@ class Daemon:
             waits.append(max(0.1, self._registration.due - now))
         if self._runtime is None and self._docker_backoff.due:
             waits.append(max(0.1, self._docker_backoff.due - now))
-        for due in (self._pass_due, self._download_due):
+        for due in (self._pass_due, self._desired_state.due):
             if due > now:
                 waits.append(due - now)
         return max(0.05, min(waits))
@@ -1081,7 +810,7 @@ class Daemon:
         self._collect_restart()
         self._collect_pass()
         self._handle_commands()
-        self._reload_environment()
+        self._desired_state.reload_environment()
         self._collect_download()
         self._start_download()
         self._supervise()
@@ -1122,9 +851,16 @@ class Daemon:
             return None
         return self._router.name
 
+    def _router_error(self) -> str | None:
+        status = self._router_status
+        if status is None or status.ok or self._router_name() is None:
+            return None
+        return status.reason or status.state.value
+
     def _write_state(self) -> None:
         result = self._last_result
         forwarder = self._forwarder
+        environment = self._desired_state.environment
         state = DaemonState(
             pid=os.getpid(),
             version=__version__,
@@ -1133,9 +869,11 @@ class Daemon:
             phase=self._phase,
             fingerprint=self.fingerprint,
             edge_uuid=(self._edge or {}).get("uuid"),
-            environment_uuid=self._environment.uuid if self._environment else None,
+            environment_uuid=environment.uuid if environment else None,
             backend_error=self._backend_error,
-            environment_error=self._environment_error or self._download_error,
+            environment_error=(
+                self._desired_state.environment_error or self._download_error
+            ),
             mqtt_connected=self._mqtt.is_connected,
             settings_warnings=tuple(self.settings.warnings),
             drivers=self._driver_rows(),
@@ -1143,10 +881,11 @@ class Daemon:
             linked_twins=self._linked,
             without_driver=dict(result.without_driver) if result else {},
             log_lines_dropped=forwarder.dropped if forwarder else 0,
-            restart=self._restart_state,
+            restart=self._restarts.state,
             offline_since=self._offline_since,
             broker_down_since=self._broker_down_since,
             zenoh_router=self._router_name(),
+            zenoh_router_error=self._router_error(),
         )
         self._state_writer.write(state)
 
@@ -1157,7 +896,7 @@ class Daemon:
             self._phase = "stopped"
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._calls.shutdown(wait=False, cancel_futures=True)
-        self._fetches.shutdown(wait=False, cancel_futures=True)
+        self._desired_state.close()
         if self._watch is not None:
             self._watch.stop()
         for part in (self._health, self._keepalive, self._forwarder):
@@ -1168,16 +907,19 @@ class Daemon:
         self._write_state()
 
 
-@dataclass(frozen=True)
-class _Download:
-    environment_uuid: str
-    snapshot: Snapshot
-    complete: bool
-
-
-def _content(snapshot: Snapshot) -> tuple[Any, Any]:
-    """What a driver pass depends on in a snapshot (not its download time)."""
-    return (list(snapshot.twins), dict(snapshot.assets))
+def _engine_facts(runtime: DockerRuntime) -> EngineFacts | None:
+    try:
+        engine = runtime.engine_facts()
+    except EdgeCoreError as exc:
+        log.warning("could not read the Docker engine's facts: %s", exc)
+        return None
+    if engine.has_nvidia and engine.default_runtime != "nvidia":
+        log.info(
+            "the nvidia runtime is installed but not the default; "
+            'to give drivers GPUs set "default-runtime": '
+            '"nvidia" in /etc/docker/daemon.json and restart Docker'
+        )
+    return engine
 
 
 def _summary(result: PassResult) -> str:
@@ -1187,79 +929,3 @@ def _summary(result: PassResult) -> str:
     if not counts:
         return "no driver containers"
     return ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
-
-
-def _install_signals(daemon: Daemon) -> None:
-    def handle(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s", signal.Signals(signum).name)
-        daemon.request_stop()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
-
-
-def _fatal(message: str) -> int:
-    sys.stderr.write(f"cyberwave-edge-core: {message}\n")
-    return EXIT_FATAL
-
-
-def prepare(environ: MutableMapping[str, str]) -> tuple[Settings, Credentials]:
-    """Read the configuration the way the daemon does, raising ConfigError."""
-    config_dir = resolve_config_dir(environ)
-    migrate_legacy(config_dir)
-    credentials = load_credentials(config_dir)
-    apply_envs(credentials.envs, environ)
-    settings = load_settings(environ, envs=credentials.envs, config_dir=config_dir)
-    return settings, credentials
-
-
-def run(environ: MutableMapping[str, str] | None = None) -> int:
-    """Run the daemon in this process; returns the exit code."""
-    env: MutableMapping[str, str] = os.environ if environ is None else environ
-    if os.name == "posix":
-        os.umask(0o077)
-    redactor = configure_logging(env.get("CYBERWAVE_EDGE_LOG_LEVEL", "INFO"))
-    debug = logging.getLogger().isEnabledFor(logging.DEBUG)
-    try:
-        settings, credentials = prepare(env)
-    except ConfigError as exc:
-        return _fatal(str(exc))
-    redactor = configure_logging(settings.log_level)
-    redactor.add_secret(credentials.token)
-    if settings.mqtt_password:
-        redactor.add_secret(settings.mqtt_password)
-    for warning in settings.warnings:
-        log.warning("%s", warning)
-    try:
-        owner = target_owner(settings.config_dir, env)
-        ensure_layout(settings.config_dir, owner)
-        if owner is not None:
-            repair_ownership(settings.config_dir, owner)
-        for directory in (settings.config_dir, settings.config_dir / "run"):
-            sweep_temp_files(directory)
-        fingerprint = resolve_fingerprint(settings.config_dir, env, persist=True)
-    except ConfigError as exc:
-        return _fatal(str(exc))
-    except OSError as exc:
-        if debug:
-            log.exception("cannot prepare %s", settings.config_dir)
-        return _fatal(f"{settings.config_dir}: {format_exception_line(exc)}")
-    daemon = Daemon(
-        settings=settings,
-        credentials=credentials,
-        fingerprint=fingerprint,
-        redactor=redactor,
-    )
-    _install_signals(daemon)
-    try:
-        return daemon.run()
-    except Exception as exc:
-        if debug or logging.getLogger().isEnabledFor(logging.DEBUG):
-            log.exception("the edge core stopped on an unexpected error")
-        else:
-            log.error(
-                "the edge core stopped on an unexpected error: %s (run with "
-                "CYBERWAVE_EDGE_LOG_LEVEL=DEBUG for the traceback)",
-                format_exception_line(exc),
-            )
-        return EXIT_FATAL

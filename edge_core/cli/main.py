@@ -45,7 +45,7 @@ def cli(ctx: click.Context) -> None:
     import logging
     import os
 
-    from edge_core.daemon import run
+    from edge_core.service import run
 
     code = run()
     # Pulls and launches still under way run in worker threads that the

@@ -317,6 +317,12 @@ class LogForwarder:
         self._positions: dict[str, LogPosition] = {}
         self._stop = threading.Event()
 
+    def use(self, source: LogSource) -> None:
+        """Follow containers through ``source`` from now on (a new engine
+        connection); the read positions and held lines are kept."""
+        with self._lock:
+            self._source = source
+
     @property
     def dropped(self) -> int:
         """Driver log lines dropped so far while the broker was away."""

@@ -22,163 +22,31 @@ alerts) is the caller's job. Containers of twins that are no longer linked
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from edge_core.config.settings import Settings
-from edge_core.runtime.container import ContainerView
+from edge_core.drivers.verdict import (
+    DOWN_STATES,
+    REMOVED,
+    REMOVING,
+    CameBack,
+    Cleared,
+    Desired,
+    FlapInfo,
+    Observation,
+    Park,
+    Verdict,
+    WentDown,
+    format_duration,
+    format_seconds,
+)
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
-
-DOWN_STATES = frozenset({"exited", "dead", "created"})
-"""States of a container that exists but is not running and not on its way."""
-
-REMOVED = "removed"
-"""The state reported for a desired container that no longer exists."""
-
-REMOVING = "removing"
-"""The engine's state of a container whose removal is under way."""
-
-
-# -- what goes in --------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Desired:
-    """A driver container a linked twin wants, by its spec hash."""
-
-    twin_uuid: str
-    spec_hash: str
-
-
-@dataclass(frozen=True)
-class Observation:
-    """What the engine said about one container at the start of a cycle."""
-
-    name: str
-    twin_uuid: str | None
-    container_id: str
-    spec_hash: str | None
-    state: str
-    restart_count: int
-    exit_code: int | None
-
-    @property
-    def running(self) -> bool:
-        return self.state == "running"
-
-    @property
-    def down(self) -> bool:
-        return self.state in DOWN_STATES
-
-
-def observations(views: Iterable[ContainerView]) -> tuple[Observation, ...]:
-    """Plain observations of the engine's container views."""
-    return tuple(
-        Observation(
-            name=view.name,
-            twin_uuid=view.twin_uuid,
-            container_id=view.id,
-            spec_hash=view.spec_hash,
-            state=view.state.value,
-            restart_count=view.restart_count,
-            exit_code=view.exit_code,
-        )
-        for view in views
-    )
-
-
-# -- what comes out ------------------------------------------------------
-
-
-class Park(NamedTuple):
-    """Stop ``name`` (and keep Docker from restarting it) for ``cooloff`` s."""
-
-    name: str
-    twin_uuid: str
-    restarts: int
-    window: float
-    cooloff: float
-    loop: int
-
-    @property
-    def description(self) -> str:
-        """One sentence for the ``driver_restart_loop`` alert and the log."""
-        return (
-            f"{self.name} restarted {self.restarts} times in "
-            f"{_seconds(self.window)} (loop {self.loop}); it is stopped for "
-            f"{_duration(self.cooloff)}, then started once more"
-        )
-
-
-class Cleared(NamedTuple):
-    """The parking of ``name`` ended for good: resolve its restart-loop alert."""
-
-    name: str
-    twin_uuid: str
-    reason: str
-
-
-class WentDown(NamedTuple):
-    """A driver seen running is not running any more, and not by our hand."""
-
-    name: str
-    twin_uuid: str
-    state: str
-    exit_code: int | None
-
-    @property
-    def detail(self) -> str:
-        """What happened, for the ``driver_health`` alert: ``exited with code 1``."""
-        if self.state == REMOVED:
-            return "removed"
-        if self.exit_code is not None and self.state == "exited":
-            return f"exited with code {self.exit_code}"
-        return self.state
-
-
-class CameBack(NamedTuple):
-    """A driver reported down runs again: resolve its health alert."""
-
-    name: str
-    twin_uuid: str
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The decisions of one cycle; each event is reported once."""
-
-    park: tuple[Park, ...] = ()
-    cleared: tuple[Cleared, ...] = ()
-    went_down: tuple[WentDown, ...] = ()
-    came_back: tuple[CameBack, ...] = ()
-
-    @property
-    def quiet(self) -> bool:
-        """True when nothing changed this cycle."""
-        return not (self.park or self.cleared or self.went_down or self.came_back)
-
-
-@dataclass(frozen=True)
-class FlapInfo:
-    """A parked driver, for ``status``: when it retries, and how bad it is."""
-
-    twin_uuid: str
-    parked_until_wall: float
-    loops: int
-    restarts: int
-    retrying: bool = False
-
-    @property
-    def parked_until(self) -> float:
-        """``parked_until_wall`` under the name ``DriverStatus`` uses."""
-        return self.parked_until_wall
 
 
 # -- bookkeeping ---------------------------------------------------------
@@ -563,7 +431,7 @@ class Supervisor:
             "%s: %d restarts within %s exceed the threshold of %d",
             name,
             restarts,
-            _seconds(self._window),
+            format_seconds(self._window),
             self._threshold,
         )
         events.park.append(
@@ -617,7 +485,7 @@ class Supervisor:
             park.stable_since = now
         if now - park.stable_since < self._clear_after:
             return
-        reason = f"it ran {_duration(self._clear_after)} without a restart"
+        reason = f"it ran {format_duration(self._clear_after)} without a restart"
         log.debug("releasing %s: %s", name, reason)
         events.cleared.append(Cleared(name, track.twin_uuid, reason))
         self._unpark(track)
@@ -657,16 +525,16 @@ class Supervisor:
                 cause = f": {track.error}" if track.error else ""
                 return (
                     f"launch failed {_times(track.failures)} in a row{cause}; "
-                    f"next try in {_duration(wait)}"
+                    f"next try in {format_duration(wait)}"
                 )
 
         if state in DOWN_STATES and track.last_launch is not None:
             wait = track.last_launch + self._revival_debounce - now
             if wait > 0:
                 return (
-                    f"{state} soon after its last start; revived at most "
-                    f"once every {_duration(self._revival_debounce)}, next try in "
-                    f"{_duration(wait)}"
+                    f"{state} soon after its last start; revived at most once "
+                    f"every {format_duration(self._revival_debounce)}, next try "
+                    f"in {format_duration(wait)}"
                 )
 
         if state is None and missing_since is not None:
@@ -689,14 +557,15 @@ class Supervisor:
         wait = missing_since + self._removed_revival - now
         if wait <= 0:
             return None
-        return f"removed outside the edge core; recreated in {_duration(wait)}"
+        return f"removed outside the edge core; recreated in {format_duration(wait)}"
 
     def _parked_reason(self, park: _Parking, now: float) -> str:
         left = park.until - now
         until = time.strftime("%H:%M:%S", time.gmtime(self._wall() + left))
+        window = format_seconds(self._window)
         return (
-            f"restart loop: {park.restarts} restarts in {_seconds(self._window)}; "
-            f"parked until {until} UTC, retry in {_duration(left)}"
+            f"restart loop: {park.restarts} restarts in {window}; "
+            f"parked until {until} UTC, retry in {format_duration(left)}"
         )
 
     def _launch_backoff(self, failures: int) -> float:
@@ -727,20 +596,5 @@ class Supervisor:
         track.restarts.clear()
 
 
-def _seconds(value: float) -> str:
-    return f"{value:g} s"
-
-
 def _times(count: int) -> str:
     return "once" if count == 1 else f"{count} times"
-
-
-def _duration(seconds: float) -> str:
-    """A short human duration, rounded up: ``45 s``, ``9 min``, ``1 h 5 min``."""
-    if seconds < 60:
-        return f"{max(math.ceil(seconds), 1)} s"
-    minutes = math.ceil(seconds / 60)
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, rest = divmod(minutes, 60)
-    return f"{hours} h {rest} min" if rest else f"{hours} h"

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from edge_core.config.settings import load_settings
-from edge_core.drivers.supervisor import (
+from edge_core.drivers.supervisor import Supervisor
+from edge_core.drivers.verdict import (
     Cleared,
     Desired,
     FlapInfo,
     Observation,
     Park,
-    Supervisor,
     WentDown,
     observations,
 )

@@ -1,0 +1,169 @@
+"""Acting on the supervisor's verdict between driver passes.
+
+The supervisor decides from plain observations; this module carries its
+decisions out on the real parts, once per loop cycle: a driver in a
+restart loop is stopped (restart policy ``no`` first, so Docker does not
+start it again) and gets its ``driver_restart_loop`` alert, a released one
+has that alert resolved, a driver that went down raises ``driver_health``
+and resolves it when it runs again, and every running driver's log is
+followed. It then says how soon a driver pass is due.
+
+It does not launch anything (that is the pass's job) and never touches a
+container that is not desired by a linked twin.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Mapping, Sequence
+
+from edge_core.alerts.book import AlertBook
+from edge_core.cloud import topics
+from edge_core.drivers.logs import FollowTarget, LogForwarder
+from edge_core.drivers.supervisor import Supervisor
+from edge_core.drivers.verdict import DOWN_STATES, Desired, Park, observations
+from edge_core.errors import EdgeCoreError
+from edge_core.runtime.container import ContainerView
+from edge_core.runtime.docker import DockerRuntime
+
+log = logging.getLogger(__name__)
+
+
+class PassDue(enum.Enum):
+    """How soon the loop should run a driver pass after a look."""
+
+    LATER = "later"
+    """Nothing to do: the pass keeps its own schedule."""
+    NEXT_CYCLE = "next cycle"
+    """A desired driver is held or settling; look again next cycle."""
+    NOW = "now"
+    """Something to revive, park or release."""
+
+
+class DriverGuard:
+    """Carries out what the supervisor decides about the driver containers.
+
+    ``environment_of`` gives a twin's environment uuid for its alerts;
+    ``window`` and ``troubleshooting_url`` name the restart-loop rule in
+    the log line of a parked driver.
+    """
+
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        alerts: AlertBook,
+        *,
+        fingerprint: str,
+        topic_prefix: str,
+        window: float,
+        troubleshooting_url: str,
+        environment_of: Callable[[str], str | None],
+    ) -> None:
+        self._supervisor = supervisor
+        self._alerts = alerts
+        self._fingerprint = fingerprint
+        self._prefix = topic_prefix
+        self._window = window
+        self._troubleshooting_url = troubleshooting_url
+        self._environment_of = environment_of
+
+    def look(
+        self,
+        runtime: DockerRuntime,
+        views: Sequence[ContainerView],
+        desired: Mapping[str, Desired],
+        forwarder: LogForwarder | None,
+    ) -> PassDue:
+        """Act on one cycle's view of the containers; how soon a pass is due."""
+        verdict = self._supervisor.observe(desired, observations(views))
+        for park in verdict.park:
+            self._park(runtime, park)
+        for name, twin_uuid, reason in verdict.cleared:
+            log.info("%s is no longer parked: %s", name, reason)
+            self._alerts.resolve_active(twin_uuid, ["driver_restart_loop"])
+        for down in verdict.went_down:
+            log.warning("driver container %s stopped: %s", down.name, down.detail)
+            self._alerts.raise_alert(
+                alert_type="driver_health",
+                twin_uuid=down.twin_uuid,
+                environment_uuid=self._environment_of(down.twin_uuid),
+                description=f"Driver container {down.name} stopped: {down.detail}",
+            )
+        for name, twin_uuid in verdict.came_back:
+            log.info("driver container %s is running again", name)
+            self._alerts.resolve_active(twin_uuid, ["driver_health"])
+        if forwarder is not None:
+            self._follow_running(forwarder, views, desired)
+
+        if verdict.park or verdict.cleared or self._to_revive(views, desired):
+            return PassDue.NOW
+        running = {view.name for view in views if view.running}
+        if any(name not in running for name in desired):
+            # A held or settling driver; passes back to back while a hold
+            # lasts would only spin.
+            return PassDue.NEXT_CYCLE
+        return PassDue.LATER
+
+    def _to_revive(
+        self, views: Sequence[ContainerView], desired: Mapping[str, Desired]
+    ) -> bool:
+        """True when a desired driver is down or gone and nothing holds it."""
+        states = {view.name: view.state.value for view in views}
+        held = self._supervisor.hold()
+        for name in desired:
+            state = states.get(name)
+            if name not in held and (state is None or state in DOWN_STATES):
+                return True
+        return False
+
+    def _park(self, runtime: DockerRuntime, park: Park) -> None:
+        log.warning(
+            "driver %s restarted %d times within %.0f s; stopped for %.0f min "
+            "(restart loop %d); fix the driver or its device, see %s",
+            park.name,
+            park.restarts,
+            self._window,
+            park.cooloff / 60.0,
+            park.loop,
+            self._troubleshooting_url,
+        )
+        self._supervisor.stopped_by_us(park.name)
+        fingerprint = self._fingerprint
+        try:
+            runtime.update_restart_policy(park.name, "no", fingerprint=fingerprint)
+            runtime.stop(park.name, fingerprint=fingerprint)
+        except EdgeCoreError as exc:
+            log.warning("could not stop flapping driver %s: %s", park.name, exc)
+        self._alerts.raise_alert(
+            alert_type="driver_restart_loop",
+            twin_uuid=park.twin_uuid,
+            environment_uuid=self._environment_of(park.twin_uuid),
+            metadata={
+                "container_name": park.name,
+                "restarts": park.restarts,
+                "window_seconds": self._window,
+                "cooloff_seconds": park.cooloff,
+                "loop": park.loop,
+            },
+            restarts=park.restarts,
+        )
+
+    def _follow_running(
+        self,
+        forwarder: LogForwarder,
+        views: Sequence[ContainerView],
+        desired: Mapping[str, Desired],
+    ) -> None:
+        for view in views:
+            wanted = desired.get(view.name)
+            if wanted is None or not view.running:
+                continue
+            forwarder.follow(
+                FollowTarget(
+                    container_name=view.name,
+                    twin_uuid=wanted.twin_uuid,
+                    image=view.image,
+                    topic=topics.driverlog(self._prefix, wanted.twin_uuid),
+                )
+            )
