@@ -471,6 +471,14 @@ def _last_restart(state: DaemonState, now: float) -> Check | None:
 def _zenoh(state: DaemonState) -> Check | None:
     if not state.zenoh_router:
         return None
+    if state.zenoh_router_error:
+        return Check(
+            "zenoh router",
+            False,
+            f"container {state.zenoh_router} does not run: {state.zenoh_router_error}",
+            "check ZENOH_ROUTER_IMAGE (the image must be pullable or present "
+            "locally) and ZENOH_ROUTER_PORT; it is tried again by itself",
+        )
     return Check("zenoh router", True, f"enabled: container {state.zenoh_router}")
 
 

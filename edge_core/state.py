@@ -79,8 +79,10 @@ class DaemonState:
     # Epochs since when the backend, and the broker, could not be reached.
     offline_since: float | None = None
     broker_down_since: float | None = None
-    # The Zenoh router's container name when the router is enabled.
+    # The Zenoh router's container name when the router is enabled, and
+    # why it does not run when it failed.
     zenoh_router: str | None = None
+    zenoh_router_error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -17,7 +17,12 @@ import pytest
 from tests.emulator.broker import Broker
 from tests.emulator.server import Emulator
 from tests.support.edge import EdgeFactory, EdgeProcesses
-from tests.support.images import DRIVER_IMAGE, ensure_driver_image
+from tests.support.images import (
+    DRIVER_IMAGE,
+    ROUTER_IMAGE,
+    ensure_driver_image,
+    ensure_router_image,
+)
 from tests.support.model_site import Site, open_site
 
 
@@ -26,6 +31,13 @@ def driver_image(docker_client: docker.DockerClient) -> str:
     """The busybox test driver image, built locally when needed."""
     ensure_driver_image(docker_client)
     return DRIVER_IMAGE
+
+
+@pytest.fixture(scope="session")
+def router_image(docker_client: docker.DockerClient) -> str:
+    """The Zenoh router stand-in image, built locally when needed."""
+    ensure_router_image(docker_client)
+    return ROUTER_IMAGE
 
 
 @pytest.fixture

@@ -7,9 +7,6 @@ arguments, prints them and keeps running.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import logging
 import uuid
 from pathlib import Path
@@ -17,7 +14,6 @@ from typing import Any
 
 import docker
 import pytest
-from docker.errors import ImageNotFound
 
 from edge_core.config.settings import load_settings
 from edge_core.drivers.zenoh import RouterState, ZenohRouter
@@ -26,41 +22,8 @@ from edge_core.model.zenoh import RouterInputs, router_spec
 from edge_core.runtime import DockerRuntime
 from tests.conftest import remove_labelled
 from tests.emulator.broker import free_port
-from tests.support.images import CONTENT_LABEL, build_lock, busybox_rootfs
 
 pytestmark = pytest.mark.integration
-
-ROUTER_IMAGE = "cw-test/zenoh:local"
-_ENTRYPOINT = [
-    "/bin/sh",
-    "-c",
-    "echo zenohd $*; trap 'exit 0' TERM; while true; do sleep 1; done",
-    "zenohd",
-]
-
-
-@pytest.fixture(scope="session")
-def router_image(docker_client: docker.DockerClient) -> str:
-    """``cw-test/zenoh:local``, built from busybox-static when missing."""
-    digest = hashlib.sha256(json.dumps(_ENTRYPOINT).encode()).hexdigest()[:16]
-    content = f"zenoh-stand-in-{digest}"
-    with build_lock():
-        with contextlib.suppress(ImageNotFound):
-            labels = docker_client.api.inspect_image(ROUTER_IMAGE)["Config"]["Labels"]
-            if (labels or {}).get(CONTENT_LABEL) == content:
-                return ROUTER_IMAGE
-        repository, _, tag = ROUTER_IMAGE.rpartition(":")
-        docker_client.api.import_image_from_data(
-            busybox_rootfs(),
-            repository=repository,
-            tag=tag,
-            changes=[
-                "ENV PATH=/bin",
-                f"ENTRYPOINT {json.dumps(_ENTRYPOINT)}",
-                f"LABEL {CONTENT_LABEL}={content}",
-            ],
-        )
-    return ROUTER_IMAGE
 
 
 def make_router(

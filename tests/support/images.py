@@ -197,6 +197,39 @@ def ensure_driver_image(client: docker.DockerClient, tag: str = DRIVER_IMAGE) ->
         return import_rootfs(client, tag, rootfs, content_id, command=DRIVER_COMMAND)
 
 
+ROUTER_IMAGE = "cw-test/zenoh:local"
+ROUTER_ENTRYPOINT = (
+    "/bin/sh",
+    "-c",
+    "echo zenohd $*; trap 'exit 0' TERM; while true; do sleep 1; done",
+    "zenohd",
+)
+"""Like the real ``eclipse/zenoh`` image's: takes the router's arguments,
+prints them and keeps running."""
+
+
+def ensure_router_image(client: docker.DockerClient, tag: str = ROUTER_IMAGE) -> str:
+    """Build the Zenoh router stand-in ``tag`` unless an identical one exists."""
+    rootfs = busybox_rootfs()
+    digest = hashlib.sha256(json.dumps(ROUTER_ENTRYPOINT).encode()).hexdigest()[:16]
+    content_id = f"zenoh-stand-in-{digest}"
+    with build_lock():
+        if _existing_content(client, tag) == content_id:
+            return str(client.api.inspect_image(tag)["Id"])
+        repository, _, version = tag.rpartition(":")
+        client.api.import_image_from_data(
+            rootfs,
+            repository=repository,
+            tag=version,
+            changes=[
+                "ENV PATH=/bin",
+                f"ENTRYPOINT {json.dumps(list(ROUTER_ENTRYPOINT))}",
+                f"LABEL {CONTENT_LABEL}={content_id}",
+            ],
+        )
+        return str(client.api.inspect_image(tag)["Id"])
+
+
 def build_unique_image(
     client: docker.DockerClient,
     tag: str,

@@ -303,6 +303,29 @@ def test_zenoh_router_row(config_dir: Path) -> None:
     )
 
 
+def test_failed_zenoh_router_row_says_why_and_what_to_do(config_dir: Path) -> None:
+    """A router that should run and does not is a failed row with the reason
+    and the settings to check, and the report is not healthy."""
+    write_state(
+        config_dir,
+        with_fields(
+            zenoh_router="cyberwave-zenoh-router-1a2b",
+            zenoh_router_error="image eclipse/zenoh:9.9 is not available",
+        ),
+    )
+
+    report = gather(environ(config_dir), online=False)
+    row = check(report, "zenoh router")
+
+    assert row.ok is False
+    assert row.detail == (
+        "container cyberwave-zenoh-router-1a2b does not run: "
+        "image eclipse/zenoh:9.9 is not available"
+    )
+    assert row.fix is not None and "ZENOH_ROUTER_IMAGE" in row.fix
+    assert report.healthy is False
+
+
 # -- the screen and the JSON -----------------------------------------------
 
 
