@@ -524,6 +524,17 @@ class Daemon:
         )
         self._ensure_health_publisher()
         self._router_status = self._router_for(snapshot.environment_uuid).ensure()
+        return self._run_pass(reconciler, snapshot, pull=pull, held=True)
+
+    def _run_pass(
+        self,
+        reconciler: DriverReconciler,
+        snapshot: Snapshot,
+        *,
+        pull: bool,
+        held: bool,
+    ) -> PassResult:
+        """One driver pass over ``snapshot``; ``held``: the supervisor's holds apply."""
         return reconciler.run_pass(
             twins=snapshot.twins,
             assets=snapshot.assets,
@@ -533,8 +544,8 @@ class Daemon:
             ),
             driver_overrides=self.credentials.driver_overrides,
             pull=pull,
-            hold=self._supervisor.hold(),
-            hold_reason=self._supervisor.hold_reason,
+            hold=self._supervisor.hold() if held else {},
+            hold_reason=self._supervisor.hold_reason if held else None,
         )
 
     def _router_for(self, environment_uuid: str) -> ZenohRouter:
@@ -575,23 +586,7 @@ class Daemon:
 
     def _record_pass(self, result: PassResult) -> None:
         """Take a pass's outcome into the supervisor, the log and health."""
-        self._desired = {
-            name: Desired(twin_uuid=twin, spec_hash=spec_hash)
-            for name, (twin, spec_hash) in result.desired.items()
-        }
-        for status in result.drivers:
-            if not status.container_name or status.outcome not in ("running", "failed"):
-                continue
-            spec_hash = result.desired.get(status.container_name, ("", ""))[1]
-            self._supervisor.launched(
-                status.container_name,
-                spec_hash,
-                status.outcome == "running",
-                reason=status.reason,
-            )
-        self._supervisor.forget(
-            [name for name in self._supervisor.known() if name not in self._desired]
-        )
+        self._desired = self._guard.record(result)
         summary = _summary(result)
         if summary != self._last_summary:
             log.info("driver pass done: %s", summary)
@@ -728,18 +723,7 @@ class Daemon:
         self._linked = tuple(
             twin.uuid for twin in linked_twins(snapshot.twins, self.fingerprint)
         )
-        result = reconciler.run_pass(
-            twins=snapshot.twins,
-            assets=snapshot.assets,
-            ctx=driver_context(self.settings, self.credentials, self._facts),
-            launch=launch_context(
-                self.settings, self.fingerprint, self._facts, self._engine
-            ),
-            driver_overrides=self.credentials.driver_overrides,
-            pull=True,
-            hold={},
-        )
-        return result, snapshot
+        return self._run_pass(reconciler, snapshot, pull=True, held=False), snapshot
 
     def _reload_credentials(self) -> None:
         try:

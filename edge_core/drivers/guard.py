@@ -6,7 +6,9 @@ restart loop is stopped (restart policy ``no`` first, so Docker does not
 start it again) and gets its ``driver_restart_loop`` alert, a released one
 has that alert resolved, a driver that went down raises ``driver_health``
 and resolves it when it runs again, and every running driver's log is
-followed. It then says how soon a driver pass is due.
+followed. It then says how soon a driver pass is due. After each pass it
+tells the supervisor what the pass launched and which containers are now
+desired.
 
 It does not launch anything (that is the pass's job) and never touches a
 container that is not desired by a linked twin.
@@ -21,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from edge_core.alerts.book import AlertBook
 from edge_core.cloud import topics
 from edge_core.drivers.logs import FollowTarget, LogForwarder
+from edge_core.drivers.reconcile import PassResult
 from edge_core.drivers.supervisor import Supervisor
 from edge_core.drivers.verdict import DOWN_STATES, Desired, Park, observations
 from edge_core.errors import EdgeCoreError
@@ -67,6 +70,27 @@ class DriverGuard:
         self._window = window
         self._troubleshooting_url = troubleshooting_url
         self._environment_of = environment_of
+
+    def record(self, result: PassResult) -> dict[str, Desired]:
+        """Tell the supervisor what a pass launched; the containers now desired."""
+        desired = {
+            name: Desired(twin_uuid=twin, spec_hash=spec_hash)
+            for name, (twin, spec_hash) in result.desired.items()
+        }
+        for status in result.drivers:
+            if not status.container_name or status.outcome not in ("running", "failed"):
+                continue
+            spec_hash = result.desired.get(status.container_name, ("", ""))[1]
+            self._supervisor.launched(
+                status.container_name,
+                spec_hash,
+                status.outcome == "running",
+                reason=status.reason,
+            )
+        self._supervisor.forget(
+            [name for name in self._supervisor.known() if name not in desired]
+        )
+        return desired
 
     def look(
         self,
