@@ -40,7 +40,12 @@ from edge_core.config.credentials import (
 from edge_core.config.fingerprint import host_identity
 from edge_core.config.settings import Settings
 from edge_core.drivers.guard import DriverGuard, PassDue
-from edge_core.drivers.logs import LogForwarder
+from edge_core.drivers.log_positions import (
+    load_positions,
+    positions_path,
+    save_positions,
+)
+from edge_core.drivers.logs import LogForwarder, LogPosition
 from edge_core.drivers.reconcile import DriverReconciler, PassOptions, PassResult
 from edge_core.drivers.supervisor import Supervisor
 from edge_core.drivers.verdict import Desired
@@ -57,7 +62,9 @@ from edge_core.health import BootstrapHealthPublisher
 from edge_core.host.metrics import HostMetricsSampler, host_facts
 from edge_core.host.platform import detect_platform, profile_keys
 from edge_core.logsetup import (
+    ProblemLog,
     RedactingFilter,
+    format_exception_line,
 )
 from edge_core.logsetup import redact as logsetup_redact
 from edge_core.model.linkage import linked_twins
@@ -85,6 +92,10 @@ EXIT_FATAL = 1
 
 T = TypeVar("T")
 
+# Changed driver log read positions are written once per this many loops,
+# or once a minute if that is sooner: lines forwarded since the last write
+# are sent again after a power cut, never lost.
+LOG_POSITIONS_LOOPS = 4
 # A converged edge runs a full driver pass at least once per this many loops.
 SAFETY_PASS_LOOPS = 20
 # Engine events after which the loop looks at the drivers at once.
@@ -203,6 +214,10 @@ class Daemon:
         self._last_summary: str | None = None
         self._linked: tuple[str, ...] = ()
         self._state_writer = StateWriter(state_path(settings.config_dir))
+        self._positions_path = positions_path(settings.config_dir)
+        self._positions_saved: dict[str, LogPosition] = {}
+        self._positions_due = 0.0
+        self._problems = ProblemLog(log)
         self._watchdog_every = systemd.watchdog_interval()
         self._watchdog_at = float("-inf")
 
@@ -360,6 +375,7 @@ class Daemon:
                 buffer_lines=self.settings.driver_log_buffer_lines,
                 connected=lambda: self._mqtt.is_connected,
             )
+            self._forwarder.restore(load_positions(self._positions_path))
         else:
             # Read positions outlive an engine restart: no line is sent twice.
             self._forwarder.use(runtime)
@@ -801,8 +817,33 @@ class Daemon:
         self._submit_pass()
         if self._forwarder is not None:
             self._forwarder.flush()
+            self._save_log_positions()
         self._note_broker()
         self._write_state()
+
+    def _save_log_positions(self, *, now: bool = False) -> None:
+        """Keep how far driver logs were forwarded, at most once a minute."""
+        forwarder = self._forwarder
+        if forwarder is None or (not now and self._clock() < self._positions_due):
+            return
+        positions = forwarder.positions()
+        if positions == self._positions_saved:
+            return
+        every = min(60.0, self.settings.reconcile_interval * LOG_POSITIONS_LOOPS)
+        self._positions_due = self._clock() + every
+        try:
+            save_positions(self._positions_path, positions)
+        except OSError as exc:
+            self._problems.report(
+                "log-positions",
+                "could not save %s: %s; after a restart the edge core sends "
+                "the last lines of each driver log again",
+                self._positions_path,
+                format_exception_line(exc),
+            )
+            return
+        self._problems.clear("log-positions")
+        self._positions_saved = positions
 
     def _note_broker(self) -> None:
         if self._mqtt.is_connected:
@@ -886,6 +927,7 @@ class Daemon:
         for part in (self._health, self._keepalive, self._forwarder):
             if part is not None:
                 part.stop()
+        self._save_log_positions(now=True)
         self._alerts.stop(timeout=2.0)
         self._mqtt.stop()
         self._write_state()

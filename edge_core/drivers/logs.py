@@ -358,6 +358,17 @@ class LogForwarder:
         with self._lock:
             return self._positions.get(container_name)
 
+    def positions(self) -> dict[str, LogPosition]:
+        """How far every container's lines have been read, to keep on disk."""
+        with self._lock:
+            return dict(self._positions)
+
+    def restore(self, positions: Mapping[str, LogPosition]) -> None:
+        """Resume from positions kept by an earlier process (before ``follow``)."""
+        with self._lock:
+            for name, position in positions.items():
+                self._positions.setdefault(name, position)
+
     def flush(self) -> int:
         """Send the lines held while the broker was away; how many went."""
         return self._outbox.flush()
@@ -379,16 +390,21 @@ class LogForwarder:
             try:
                 for raw in stream:
                     self._forward(target, raw.decode("utf-8", errors="replace"))
+                    # Kept per line, so a position saved at any moment is exact.
+                    self._note_position(name, stream)
             finally:
-                with self._lock:
-                    self._positions[name] = LogPosition(
-                        stream.container_id, stream.last_timestamp
-                    )
+                self._note_position(name, stream)
         except Exception:
             log.exception(
                 "log follower for %s failed; it is restarted on the next pass", name
             )
         log.debug("stopped following logs of %s", name)
+
+    def _note_position(self, name: str, stream: LogLines) -> None:
+        with self._lock:
+            self._positions[name] = LogPosition(
+                stream.container_id, stream.last_timestamp
+            )
 
     def _open(self, name: str, position: LogPosition | None) -> LogLines:
         # The first attach shows a bounded backlog.
