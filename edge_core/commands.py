@@ -39,9 +39,12 @@ class EdgeCommand:
 
 
 def _optional_text(payload: dict[str, object], key: str) -> str | None:
+    """A string field; a number is taken as its text (be liberal, protocol 8)."""
     value = payload.get(key)
     if value is None:
         return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
     if not isinstance(value, str):
         raise MalformedCommand(f"{key!r} must be a string, not {type(value).__name__}")
     return value.strip() or None

@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import replace
@@ -34,11 +34,13 @@ from edge_core.cloud.rest import CloudClient
 from edge_core.commands import CommandInbox
 from edge_core.config.credentials import (
     Credentials,
+    apply_envs,
     load_credentials,
     read_token,
 )
+from edge_core.config.environment import EnvironmentConfig
 from edge_core.config.fingerprint import host_identity
-from edge_core.config.settings import Settings
+from edge_core.config.settings import Settings, load_settings, settings_for_restart
 from edge_core.drivers.guard import DriverGuard, PassDue
 from edge_core.drivers.log_positions import (
     load_positions,
@@ -120,9 +122,13 @@ class Daemon:
         credentials: Credentials,
         fingerprint: str,
         redactor: RedactingFilter | None = None,
+        environ: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``environ`` is the process environment before the ``envs`` block
+        of credentials.json was applied (a restart applies it again)."""
         self.settings = settings
+        self._environ = dict(os.environ if environ is None else environ)
         self.credentials = credentials
         self.fingerprint = fingerprint
         self._redactor = redactor
@@ -190,7 +196,8 @@ class Daemon:
             redact=redactor.redact if redactor is not None else logsetup_redact,
         )
         self._supervisor = Supervisor.from_settings(settings, clock=clock)
-        self._restore_parking()
+        previous = read_state(settings.config_dir)
+        self._restore_parking(previous)
         self._guard = DriverGuard(
             self._supervisor,
             self._alerts,
@@ -209,6 +216,7 @@ class Daemon:
         self._restarts: RemoteRestart[tuple[PassResult, Snapshot | None]] = (
             RemoteRestart(self._alerts, self._pool.submit, self._wake.set)
         )
+        self._restarts.resume(previous.restart if previous else None)
         self._command_topic: str | None = None
         self._last_result: PassResult | None = None
         self._last_summary: str | None = None
@@ -221,9 +229,8 @@ class Daemon:
         self._watchdog_every = systemd.watchdog_interval()
         self._watchdog_at = float("-inf")
 
-    def _restore_parking(self) -> None:
+    def _restore_parking(self, previous: DaemonState | None) -> None:
         """Keep drivers parked by the previous run parked until their time."""
-        previous = read_state(self._config_dir)
         for status in previous.drivers if previous else ():
             if status.outcome != "flapping" or status.parked_until is None:
                 continue
@@ -270,6 +277,9 @@ class Daemon:
             if code is not None:
                 return code
             systemd.notify("READY=1")
+            # Boot calls may take long; from now on each attempt has the
+            # configured timeout (protocol.md 5.1, step 13).
+            self._cloud.set_timeout(self.settings.rest_timeout)
             log.info(
                 "edge core %s is up (fingerprint %s)", __version__, self.fingerprint
             )
@@ -718,30 +728,54 @@ class Daemon:
             alerts=self._alerts,
         )
         environment = self._desired_state.reload_environment()
-        self._reload_credentials()
-        snapshot = self._desired_state.snapshot
-        if snapshot is not None:
-            router = self._router_for(snapshot.environment_uuid)
-            self._router_status = router.restart()
-        self._supervisor.reset()
-        if environment is not None:
-            try:
-                download = self._desired_state.download(environment, refetch=True)
-                snapshot = download.snapshot
-            except BackendUnavailable as exc:
-                log.warning(
-                    "could not download the environment during the restart (%s); "
-                    "restarting the drivers of the saved desired state",
-                    exc,
-                )
-        if snapshot is None:
-            raise EdgeCoreError("no environment to restart drivers from")
+        self._reload_configuration()
+        self._guard.release(self._supervisor.reset())
+        snapshot = self._restart_snapshot(environment)
+        router = self._router_for(snapshot.environment_uuid)
+        self._router_status = router.restart()
         self._linked = tuple(
             twin.uuid for twin in linked_twins(snapshot.twins, self.fingerprint)
         )
         return self._run_pass(reconciler, snapshot, pull=True, held=False), snapshot
 
-    def _reload_credentials(self) -> None:
+    def _restart_snapshot(self, environment: EnvironmentConfig | None) -> Snapshot:
+        """What a restart starts: a fresh download, else the known desired
+        state of the same environment; raises when there is neither."""
+        current = self._desired_state.snapshot
+        if environment is None:
+            if current is None:
+                raise EdgeCoreError(
+                    f"{self._desired_state.environment_error}; no desired state "
+                    "is known to restart drivers from"
+                )
+            log.warning(
+                "environment.json is unusable; restarting the drivers of the "
+                "desired state downloaded last for environment %s",
+                current.environment_uuid,
+            )
+            return current
+        try:
+            return self._desired_state.download(environment, refetch=True).snapshot
+        except BackendUnavailable as exc:
+            if current is None or current.environment_uuid != environment.uuid:
+                raise EdgeCoreError(
+                    f"could not download environment {environment.uuid} ({exc}) "
+                    "and no desired state of it is saved"
+                ) from exc
+            log.warning(
+                "could not download the environment during the restart (%s); "
+                "restarting the drivers of the saved desired state",
+                exc,
+            )
+            return current
+
+    def _reload_configuration(self) -> None:
+        """Re-read credentials.json and the settings the restarted drivers get.
+
+        The token, the driver overrides and the ``envs`` block apply to
+        the drivers this restart starts; settings of the edge core's own
+        connections and timings apply when it starts again, and are named.
+        """
         try:
             credentials = load_credentials(self._config_dir)
         except ConfigError as exc:
@@ -750,6 +784,24 @@ class Daemon:
         if credentials.token != self.credentials.token and self._redactor:
             self._redactor.add_secret(credentials.token)
         self.credentials = credentials
+        environ = dict(self._environ)
+        apply_envs(credentials.envs, environ)
+        fresh = load_settings(
+            environ, envs=credentials.envs, config_dir=self._config_dir
+        )
+        for warning in fresh.warnings:
+            if warning not in self.settings.warnings:
+                log.warning("%s", warning)
+        self.settings, later = settings_for_restart(self.settings, fresh)
+        if later:
+            log.warning(
+                "%s changed in %s; they apply when the edge core starts again "
+                "(sudo systemctl restart cyberwave-edge-core)",
+                ", ".join(later),
+                credentials.path,
+            )
+        # The router is made again from the settings just read.
+        self._router = None
 
     def _collect_restart(self) -> None:
         finished = self._restarts.collect()
@@ -758,6 +810,11 @@ class Daemon:
         if isinstance(finished.error, RuntimeUnavailable):
             self._lost_docker(finished.error)
         if finished.result is None:
+            # The drivers it removed are not missing: nothing is desired
+            # until a pass of the desired state says so again.
+            self._desired = {}
+            self._last_result = None
+            self._pass_due = 0.0
             return
         result, snapshot = finished.result
         if snapshot is not None:
@@ -919,6 +976,7 @@ class Daemon:
         # A rejected token stays the last word, so status can say why.
         if self._phase != "token_rejected":
             self._phase = "stopped"
+        self._restarts.abandon()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._calls.shutdown(wait=False, cancel_futures=True)
         self._desired_state.close()

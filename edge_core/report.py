@@ -164,11 +164,20 @@ def _broker(settings: Settings, credentials: Credentials) -> Check:
     return Check("mqtt", True, f"{where} reachable")
 
 
-def _environment(config_dir: Path) -> Check:
+def _environment(config_dir: Path, state: DaemonState | None) -> Check:
     try:
         environment = load_environment(config_dir)
     except ConfigError as exc:
         return Check("environment", False, str(exc))
+    if state is not None and _daemon_alive(state) and state.environment_error:
+        # The file reads well, but the backend refuses what it selects.
+        return Check(
+            "environment",
+            False,
+            f"{environment.uuid} cannot be downloaded: {state.environment_error}",
+            "select an environment this device's token can see "
+            '(run "sudo cyberwave edge install" again)',
+        )
     twins = environment.twin_uuids
     scope = "all linked twins" if twins is None else f"{len(twins)} selected twin(s)"
     return Check("environment", True, f"{environment.uuid} ({scope})")
@@ -570,11 +579,11 @@ def gather(
         fingerprint = ""
         checks.append(Check("fingerprint", False, str(exc)))
     checks.append(_edge(config_dir))
-    checks.append(_environment(config_dir))
+    state = read_state(config_dir)
+    checks.append(_environment(config_dir, state))
     disk = _disk(config_dir)
     if disk is not None:
         checks.append(disk)
-    state = read_state(config_dir)
     checks.append(_daemon(state))
     if state is not None:
         checks += _daemon_checks(state, config_dir, time.time())

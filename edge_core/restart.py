@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -37,6 +37,8 @@ T = TypeVar("T")
 
 DRIVER_PREFIX = "cyberwave-driver-"
 STARTING_ALERTS = ("driver_starting", "worker_starting")
+STOPPED = "the edge core was stopped during the restart"
+"""Why a restart that did not finish failed."""
 
 Submit = Callable[[Callable[[], T]], "Future[T]"]
 
@@ -76,7 +78,7 @@ class RemoteRestart(Generic[T]):
         """Start ``job`` for ``command``; False when another restart runs."""
         alert = self._alert_of(command)
         if self._future is not None:
-            log.warning(
+            log.info(
                 "restart_edge_core (request_id %s) refused: a restart is already "
                 "in progress",
                 command.request_id,
@@ -90,6 +92,7 @@ class RemoteRestart(Generic[T]):
             alert.in_progress()
         self.state = {
             "request_id": command.request_id,
+            "alert_uuid": command.alert_uuid,
             "phase": "in_progress",
             "at": time.time(),
             "error": None,
@@ -124,6 +127,41 @@ class RemoteRestart(Generic[T]):
         state.update(phase="completed", at=time.time(), error=None)
         self.state = state
         return Finished(result=result)
+
+    def resume(self, previous: Mapping[str, Any] | None) -> None:
+        """Take over the last restart an earlier process reported.
+
+        One it did not finish (killed, or stopped in the middle) ends
+        failed, alert included, so the card does not stay open.
+        """
+        if not isinstance(previous, Mapping):
+            return
+        self.state = dict(previous)
+        if previous.get("phase") != "in_progress":
+            return
+        reason = STOPPED
+        log.warning("restart_edge_core of the last run did not finish: %s", reason)
+        alert_uuid = previous.get("alert_uuid")
+        if isinstance(alert_uuid, str) and alert_uuid:
+            self._alerts.restart_alert(alert_uuid).failed(reason)
+        self.state.update(phase="failed", at=time.time(), error=reason)
+
+    def abandon(self, reason: str = STOPPED) -> None:
+        """End a restart the process will not finish (it is stopping).
+
+        Its alert is failed with ``reason`` (sent as the outbox stops) so
+        it does not stay ``in_progress`` for good; the job is left behind.
+        """
+        if self._future is None:
+            return
+        self._future = None
+        alert, self._alert = self._alert, None
+        log.warning("restart_edge_core abandoned: %s", reason)
+        if alert is not None:
+            alert.failed(reason)
+        state = dict(self.state or {})
+        state.update(phase="failed", at=time.time(), error=reason)
+        self.state = state
 
     def _alert_of(self, command: EdgeCommand) -> RestartAlert | None:
         if not command.alert_uuid:

@@ -66,6 +66,9 @@ def run(environ: MutableMapping[str, str] | None = None) -> int:
         os.umask(0o077)
     redactor = configure_logging(env.get("CYBERWAVE_EDGE_LOG_LEVEL", "INFO"))
     debug = logging.getLogger().isEnabledFor(logging.DEBUG)
+    # As it was before credentials.json's envs were copied in, so that a
+    # remote restart can apply a changed envs block again.
+    before_envs = dict(env)
     try:
         settings, credentials = prepare(env)
     except ConfigError as exc:
@@ -95,6 +98,7 @@ def run(environ: MutableMapping[str, str] | None = None) -> int:
         credentials=credentials,
         fingerprint=fingerprint,
         redactor=redactor,
+        environ=before_envs,
     )
     _install_signals(daemon)
     try:

@@ -17,7 +17,9 @@ retries the oldest one with capped exponential backoff. The queue is
 bounded: when it is full, pending progress updates go first, then phase
 updates, and the lifecycle calls (create, failure, resolve, queued reads)
 only when nothing else is left. A call the backend refuses for good (4xx)
-is logged once and dropped.
+is logged once and dropped. Order is kept per card: a call that fails
+while other cards wait goes to the back with the rest of its card, and
+one the backend keeps failing while it answers the others is given up.
 
 It decides nothing about what an alert says; ``book`` does.
 """
@@ -46,6 +48,9 @@ from edge_core.logsetup import format_exception_line
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_ITEMS = 1000
+# A call the backend keeps failing while it answers the others is given up
+# after this many such failures (a lasting outage keeps every call).
+LONE_FAILURES_LIMIT = 5
 _KNOWN_LIMIT = 4096
 
 
@@ -124,6 +129,15 @@ class _Item:
     fn: Callable[[], Any] | None = None
     recover: Callable[[], str | None] | None = None
     attempts: int = 0
+    # Temporary failures while the backend answered other calls, and the
+    # count of answered calls at the last failure.
+    lone_failures: int = 0
+    seen_successes: int = -1
+
+    @property
+    def key(self) -> object:
+        """Calls with one key keep their order (one card; one labelled call)."""
+        return self.handle if self.handle is not None else self.label
 
 
 @dataclass(eq=False)
@@ -165,6 +179,7 @@ class AlertOutbox:
         self._in_flight: _Item | None = None
         self._retry_at = 0.0
         self._failures = 0
+        self._successes = 0
         self._overflowing = False
         self._stopping = False
         self._deadline = 0.0
@@ -483,6 +498,8 @@ class AlertOutbox:
         item.attempts += 1
         try:
             self._perform(item)
+            with self._cond:
+                self._successes += 1
         except TemporaryError as exc:
             self._held_back(item, exc)
             return
@@ -551,22 +568,43 @@ class AlertOutbox:
             log.debug("alert %s is still active (%s)", handle.label, uuid)
 
     def _dropped(self, item: _Item) -> None:
+        with self._cond:
+            self._dropped_locked(item)
+
+    def _dropped_locked(self, item: _Item) -> None:
         if item.kind is _Kind.CREATE and item.handle is not None:
-            with self._cond:
-                item.handle._state = _State.DROPPED
+            item.handle._state = _State.DROPPED
 
     def _held_back(self, item: _Item, exc: TemporaryError) -> None:
-        """Put ``item`` back in front and wait before trying again."""
+        """Queue ``item`` again and wait before trying the queue again.
+
+        It goes back in front, unless other cards wait: then it and the
+        later calls of its own card go to the back, so one card the
+        backend cannot serve holds up no other. A call that keeps failing
+        while the backend answers the others is given up.
+        """
         with self._cond:
             self._failures += 1
             delay = self._delay(exc)
             self._retry_at = self._clock() + delay
-            if not self._superseded(item):
-                self._queue.appendleft(item)
-                if item.handle is not None and item.priority is Priority.PROGRESS:
-                    self._pending.setdefault(item.handle, item)
+            if 0 <= item.seen_successes < self._successes:
+                item.lone_failures += 1
+            item.seen_successes = self._successes
+            given_up = item.lone_failures >= LONE_FAILURES_LIMIT
+            if given_up:
+                self._dropped_locked(item)
+            elif not self._superseded(item):
+                self._requeue(item)
             queued = len(self._queue)
-        if self._failures == 1:
+        if given_up:
+            log.warning(
+                "%s given up after %d attempts: the backend keeps failing it "
+                "while it answers other alert calls (%s)",
+                item.label,
+                item.attempts,
+                format_exception_line(exc),
+            )
+        elif self._failures == 1:
             log.info(
                 "alert calls held back (%d queued): %s; retrying in %.1f s",
                 queued,
@@ -575,6 +613,17 @@ class AlertOutbox:
             )
         else:
             log.debug("%s held back again: %s", item.label, exc)
+
+    def _requeue(self, item: _Item) -> None:
+        """Put a failed ``item`` back (callers hold the lock)."""
+        if item.handle is not None and item.priority is Priority.PROGRESS:
+            self._pending.setdefault(item.handle, item)
+        if all(other.key == item.key for other in self._queue):
+            self._queue.appendleft(item)
+            return
+        own = [other for other in self._queue if other.key == item.key]
+        self._queue = deque(other for other in self._queue if other.key != item.key)
+        self._queue.extend([item, *own])
 
     def _superseded(self, item: _Item) -> bool:
         """Whether ``item`` need not be tried again: its alert is gone, or a

@@ -128,14 +128,18 @@ def encode_payload(payload: Payload, *, session_id: str | None) -> bytes:
 
 
 def decode_payload(raw: bytes | bytearray) -> object:
-    """An incoming payload as JSON when it parses, else text, else bytes."""
+    """An incoming payload as JSON when it parses, else text, else bytes.
+
+    JSON nested deeper than the parser's recursion limit is kept as text,
+    like any other payload that does not parse.
+    """
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return bytes(raw)
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
 
 
@@ -345,8 +349,14 @@ class MqttSession:
     def _on_message(
         self, client: paho.Client, userdata: Any, message: paho.MQTTMessage
     ) -> None:
+        # An exception escaping a paho callback kills the network thread,
+        # and with it every later message and reconnect.
         topic = message.topic
-        payload = decode_payload(message.payload)
+        try:
+            payload = decode_payload(message.payload)
+        except Exception:
+            _log.exception("MQTT message on %s could not be decoded; dropped", topic)
+            return
         with self._lock:
             handlers = [
                 handler
@@ -354,8 +364,6 @@ class MqttSession:
                 if paho.topic_matches_sub(pattern, topic)
             ]
         for handler in handlers:
-            # An exception escaping a paho callback kills the network thread,
-            # and with it every later message and reconnect.
             try:
                 handler(topic, payload)
             except Exception:
@@ -544,6 +552,10 @@ def _new_client(config: MqttConfig, client_id: str, *, reconnect: bool) -> paho.
         reconnect_on_failure=reconnect,
     )
     client.connect_timeout = config.connect_timeout
+    # A callback that raises despite its own guards is logged by paho
+    # instead of ending the network thread (and every reconnect with it).
+    client.suppress_exceptions = True
+    client.enable_logger(logging.getLogger("paho.mqtt"))
     if config.username:
         client.username_pw_set(config.username, config.password)
     if config.use_tls:

@@ -25,7 +25,7 @@ import ipaddress
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -348,6 +348,43 @@ def load_settings(
     }
     values["warnings"] = tuple(warnings)
     return Settings(**values)
+
+
+RESTART_APPLIES = (
+    "cyberwave_process_env",
+    "cyberwave_envs",
+    "data_backend",
+    "zenoh_connect",
+    "zenoh_mode",
+    "zenoh_shared_memory",
+    "zenoh_router_enabled",
+    "zenoh_router_image",
+    "zenoh_router_port",
+    "driver_privileged",
+    "docker_log_max_size",
+    "docker_log_max_file",
+    "warnings",
+)
+"""Settings a remote restart takes into the drivers (and router) it starts.
+The others (connections, timings, the loop's own rules) hold for the life
+of the process."""
+
+
+def settings_for_restart(
+    current: Settings, fresh: Settings
+) -> tuple[Settings, tuple[str, ...]]:
+    """``current`` with the ``RESTART_APPLIES`` values of ``fresh``, and the
+    names of the variables that changed but apply only at the next start."""
+    merged = replace(
+        current, **{name: getattr(fresh, name) for name in RESTART_APPLIES}
+    )
+    later = tuple(
+        var.name
+        for var in VARIABLES
+        if var.attr not in RESTART_APPLIES
+        and getattr(current, var.attr) != getattr(fresh, var.attr)
+    )
+    return merged, later
 
 
 def lookup(

@@ -18,14 +18,20 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from edge_core.alerts.book import AlertBook
 from edge_core.cloud import topics
 from edge_core.drivers.logs import FollowTarget, LogForwarder
 from edge_core.drivers.reconcile import PassResult
 from edge_core.drivers.supervisor import Supervisor
-from edge_core.drivers.verdict import DOWN_STATES, Desired, Park, observations
+from edge_core.drivers.verdict import (
+    DOWN_STATES,
+    Cleared,
+    Desired,
+    Park,
+    observations,
+)
 from edge_core.errors import EdgeCoreError
 from edge_core.runtime.container import ContainerView
 from edge_core.runtime.docker import DockerRuntime
@@ -103,9 +109,7 @@ class DriverGuard:
         verdict = self._supervisor.observe(desired, observations(views))
         for park in verdict.park:
             self._park(runtime, park)
-        for name, twin_uuid, reason in verdict.cleared:
-            log.info("%s is no longer parked: %s", name, reason)
-            self._alerts.resolve_active(twin_uuid, ["driver_restart_loop"])
+        self.release(verdict.cleared)
         for down in verdict.went_down:
             log.warning("driver container %s stopped: %s", down.name, down.detail)
             self._alerts.raise_alert(
@@ -128,6 +132,12 @@ class DriverGuard:
             # lasts would only spin.
             return PassDue.NEXT_CYCLE
         return PassDue.LATER
+
+    def release(self, cleared: Iterable[Cleared]) -> None:
+        """Drivers whose parking ended: their restart-loop alert is resolved."""
+        for name, twin_uuid, reason in cleared:
+            log.info("%s is no longer parked: %s", name, reason)
+            self._alerts.resolve_active(twin_uuid, ["driver_restart_loop"])
 
     def _to_revive(
         self, views: Sequence[ContainerView], desired: Mapping[str, Desired]

@@ -325,7 +325,8 @@ class Supervisor:
             if track is None:
                 continue
             if track.park is not None:
-                cleared.append(Cleared(name, track.twin_uuid, "reset on request"))
+                reason = "the edge core was restarted"
+                cleared.append(Cleared(name, track.twin_uuid, reason))
             self._unpark(track)
             track.failures = 0
             track.error = None

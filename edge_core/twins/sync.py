@@ -150,6 +150,9 @@ class TwinSync:
         # Twins whose last push failed are tried last, so one twin the
         # backend keeps refusing never holds back the others' pushes.
         self._push_failed: set[str] = set()
+        # The content of a file the backend refused for good (4xx), by twin:
+        # it is not sent again until the driver writes something else.
+        self._refused: dict[str, str] = {}
         # A problem that stays (a refused push, a mistyped field, a full
         # disk) is one WARNING, then DEBUG until it is over.
         self._problems = ProblemLog(log)
@@ -329,6 +332,10 @@ class TwinSync:
 
         # Push wins for this cycle; the next cycle pulls what the backend has.
         if current.digest != baseline:
+            if self._refused.get(twin_uuid) == current.digest:
+                log.debug("twin file %s: this content was refused; kept", path)
+                outcome.failed.append(twin_uuid)
+                return
             self._push_into(outcome, twin_uuid, current)
             return
 
@@ -422,7 +429,7 @@ class TwinSync:
         started = self._clock()
         try:
             self._api.update_twin(twin_uuid, body.fields)
-        except EdgeCoreError as exc:
+        except (BackendUnavailable, AuthError) as exc:
             self._problems.report(
                 f"push:{twin_uuid}",
                 "could not push twin file %s: %s; it is kept and pushed again "
@@ -430,8 +437,16 @@ class TwinSync:
                 path,
                 exc,
             )
-            if isinstance(exc, BackendUnavailable | AuthError):
-                return _Push.UNREACHABLE
+            return _Push.UNREACHABLE
+        except EdgeCoreError as exc:
+            self._problems.report(
+                f"push:{twin_uuid}",
+                "the backend refused twin file %s: %s; it is kept, and pushed "
+                "again once its content changes",
+                path,
+                exc,
+            )
+            self._refused[twin_uuid] = current.digest
             return _Push.FAILED
 
         self._pushed(twin_uuid, current)
@@ -448,6 +463,7 @@ class TwinSync:
 
     def _pushed(self, twin_uuid: str, current: TwinFile) -> None:
         self._problems.clear(f"push:{twin_uuid}")
+        self._refused.pop(twin_uuid, None)
         self._set_baseline(twin_uuid, current.digest)
 
     # -- pull ------------------------------------------------------------
@@ -579,20 +595,21 @@ class TwinSync:
 
     def _keep_reason(self, twin_uuid: str, keep: Set[str]) -> str | None:
         """Why a file must survive a restart, or None when it may go."""
-        if twin_uuid in keep:
-            return "its push failed; it is pushed again on a later cycle"
+        pushed_later = "its edit is not pushed yet; it is pushed on a later cycle"
         baseline = self._baselines.get(twin_uuid)
         if baseline is None:
-            return None
+            return pushed_later if twin_uuid in keep else None
         try:
             current = read_twin_file(self._path(twin_uuid))
         except OSError as exc:
             return f"it cannot be read ({exc})"
+        if current is not None and current.document is None:
+            return "it is not valid JSON; it is repaired on a later cycle"
+        if twin_uuid in keep:
+            return pushed_later
         if current is None or current.digest == baseline:
             return None
-        if current.document is None:
-            return "it is not valid JSON; it is repaired on a later cycle"
-        return "its edit is not pushed yet; it is pushed on a later cycle"
+        return pushed_later
 
     def _remove(self, twin_uuid: str) -> bool:
         path = self._path(twin_uuid)
@@ -607,6 +624,7 @@ class TwinSync:
         self._drop_baseline(twin_uuid)
         self._last_good.pop(twin_uuid, None)
         self._push_failed.discard(twin_uuid)
+        self._refused.pop(twin_uuid, None)
         return True
 
     def _uuid_named_files(self) -> set[str]:

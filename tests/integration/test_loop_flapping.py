@@ -18,6 +18,7 @@ import docker
 import pytest
 
 from edge_core.model.spec import LABEL_SPEC_HASH
+from tests.emulator.broker import Broker
 from tests.emulator.server import Emulator
 from tests.support.edge import (
     STARTUP_TIMEOUT,
@@ -36,6 +37,7 @@ from tests.support.loop import (
     is_running,
     prepare_loop_edge,
     settled,
+    wait_edge_uuid,
 )
 
 pytestmark = pytest.mark.integration
@@ -172,3 +174,80 @@ def test_a_crash_looping_driver_is_parked_retried_and_released(
     assert untouched["Id"] == healthy_before["Id"]
     assert untouched["State"]["StartedAt"] == healthy_before["State"]["StartedAt"]
     assert not alerts_of(emulator, healthy_twin, "driver_restart_loop")
+
+
+def test_a_remote_restart_releases_a_parked_driver_and_resolves_its_alert(
+    emulator: Emulator,
+    mqtt_broker: Broker,
+    fingerprint: str,
+    new_edge: EdgeFactory,
+    driver_image: str,
+    docker_client: docker.DockerClient,
+) -> None:
+    """A driver parked for a long cool-off whose device came back runs again
+    at once after restart_edge_core (7b item 23), with restart policy
+    unless-stopped; its driver_restart_loop alert is resolved and status no
+    longer calls it flapping."""
+    emulator.use_broker(mqtt_broker.host, mqtt_broker.port)
+    # The "device" is a file the test puts in the config dir, which every
+    # driver sees read-only at /app/.cyberwave.
+    needs_device = (
+        "if [ ! -f /app/.cyberwave/device-present ]; then "
+        f"echo ERROR no device; exit 1; fi; {IDLE_SCRIPT}"
+    )
+    environment = driver_environment(fingerprint, [needs_device])
+    [twin_uuid] = environment.twin_uuids
+    name = container_name(twin_uuid)
+    edge = prepare_loop_edge(
+        new_edge,
+        environment,
+        env={**FLAPPING, "CYBERWAVE_DRIVER_FLAP_COOLOFF_SECONDS": "600"},
+    ).start()
+    edge_uuid = wait_edge_uuid(edge, emulator, fingerprint)
+    edge.wait_for(
+        lambda: driver_state(edge, name).get("outcome") == "flapping",
+        timeout=STARTUP_TIMEOUT,
+        what="the driver parked as flapping",
+    )
+    edge.wait_for(
+        lambda: alerts_of(emulator, twin_uuid, "driver_restart_loop"),
+        timeout=STARTUP_TIMEOUT,
+        what="its driver_restart_loop alert",
+    )
+    (edge.config_dir / "device-present").write_text("yes\n")
+
+    answer = emulator.restart_core(edge_uuid).body
+    edge.wait_for(
+        lambda: _restart_completed(emulator, answer["alert_uuid"]),
+        timeout=STARTUP_TIMEOUT,
+        what="the restart completed",
+    )
+    edge.wait_for(
+        lambda: is_running(docker_client, name) and name in settled(edge),
+        timeout=STARTUP_TIMEOUT,
+        what="the released driver running",
+    )
+    edge.wait_for(
+        lambda: all(
+            alert["status"] == "resolved"
+            for alert in alerts_of(emulator, twin_uuid, "driver_restart_loop")
+        ),
+        timeout=STARTUP_TIMEOUT,
+        what="its driver_restart_loop alert resolved",
+    )
+
+    attrs = inspect(docker_client, name)
+    assert attrs is not None
+    assert attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    row = status_row(edge.status_json(), name)
+    assert (row["state"], row["outcome"]) == ("running", "running")
+    assert "no longer parked: the edge core was restarted" in edge.log_text()
+
+
+def _restart_completed(emulator: Emulator, alert_uuid: str) -> bool:
+    return any(
+        alert["uuid"] == alert_uuid
+        and alert["status"] == "resolved"
+        and alert["metadata"].get("phase") == "completed"
+        for alert in emulator.alerts()
+    )

@@ -323,3 +323,78 @@ def test_a_stopped_outbox_accepts_nothing(
     assert late.dropped
     assert handle.uuid is not None
     assert [a["name"] for a in backend.alerts()] == ["Driver health"]
+
+
+def test_a_card_the_backend_keeps_failing_holds_up_no_other_card(
+    backend: Emulator,
+    make: Callable[..., AlertOutbox],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Updates of one card answered 500 for good let every other card's
+    calls through, keep their own card's order (its resolve waits), and are
+    given up once they failed five times while other calls were answered."""
+    outbox = make()
+    stuck = outbox.create(payload("stuck"), label="stuck")
+    assert outbox.flush(WAIT)
+    uuid = stuck.uuid
+    assert uuid is not None
+    backend.fault(rf"^/api/v1/alerts/{uuid}$", method="PUT", status=500)
+
+    with caplog.at_level(logging.INFO, logger="edge_core.alerts.outbox"):
+        outbox.update(stuck, {"metadata": {"phase": "x"}}, force=True)
+        outbox.resolve(stuck)
+        others = []
+        for n in range(6):
+            other = outbox.create(payload(f"other {n}"), label=f"other {n}")
+            outbox.resolve(other)
+            others.append(other)
+            wait_until(
+                lambda other=other: _resolved(backend, other.uuid),
+                f"card {n} resolved while the stuck card fails",
+            )
+        assert outbox.flush(WAIT)
+
+    assert all(_resolved(backend, other.uuid) for other in others)
+    assert _resolved(backend, uuid)
+    stuck_calls = [
+        (r.method, r.status)
+        for r in backend.requests(path_regex=rf"^/api/v1/alerts/{uuid}")
+    ]
+    refused = [call for call in stuck_calls if call == ("PUT", 500)]
+    assert len(refused) >= 5
+    assert stuck_calls[-1] == ("POST", 200)
+    assert stuck_calls[:-1] == refused
+    given_up = [r for r in caplog.records if "given up" in r.getMessage()]
+    assert len(given_up) == 1
+    assert given_up[0].levelno == logging.WARNING
+    assert "update stuck" in given_up[0].getMessage()
+
+
+def test_calls_are_kept_however_long_the_whole_backend_is_away(
+    backend: Emulator, make: Callable[..., AlertOutbox]
+) -> None:
+    """With every alert call failing, nothing is given up, however many
+    attempts: once the backend answers again every card arrives whole."""
+    backend.fault(r"^/api/v1/alerts", status=503)
+    outbox = make()
+    cards = []
+    for n in range(3):
+        card = outbox.create(payload(f"card {n}"), label=f"card {n}")
+        outbox.update(card, {"metadata": {"n": n}}, force=True)
+        outbox.resolve(card)
+        cards.append(card)
+    wait_until(lambda: len(calls(backend)) >= 40, "many failed attempts")
+    assert outbox.pending == 9
+
+    backend.clear_faults()
+    assert outbox.flush(WAIT)
+    assert all(_resolved(backend, card.uuid) for card in cards)
+    for alert in backend.alerts():
+        assert alert["metadata"]["n"] in (0, 1, 2)
+
+
+def _resolved(backend: Emulator, uuid: str | None) -> bool:
+    return any(
+        alert["uuid"] == uuid and alert["status"] == "resolved"
+        for alert in backend.alerts()
+    )

@@ -52,3 +52,10 @@ def test_decode_parses_json_then_falls_back_to_text_then_bytes() -> None:
     assert decode_payload(b'{"command": "x"}') == {"command": "x"}
     assert decode_payload(b"plain words") == "plain words"
     assert decode_payload(b"\xff\xfe") == b"\xff\xfe"
+
+
+def test_json_nested_beyond_the_parser_limit_is_kept_as_text() -> None:
+    """100 000 nested arrays do not raise (RecursionError would end paho's
+    network thread); the payload is handed on as the text it is."""
+    raw = b"[" * 100_000 + b"]" * 100_000
+    assert decode_payload(raw) == raw.decode()

@@ -39,13 +39,20 @@ def test_parse_normalises_the_command_and_ignores_unknown_keys() -> None:
         {},
         {"command": ""},
         {"command": 7},
-        {"command": "restart_edge_core", "request_id": 12},
+        {"command": "restart_edge_core", "request_id": True},
         {"command": "restart_edge_core", "alert_uuid": {"x": 1}},
     ],
 )
 def test_parse_rejects_malformed_payloads(payload: object) -> None:
     with pytest.raises(MalformedCommand):
         parse_command(payload)
+
+
+def test_a_numeric_request_id_is_taken_as_its_text() -> None:
+    """Be liberal in what is accepted: a number where a string id belongs
+    still restarts, and dedupes on its text."""
+    command = parse_command({"command": "restart_edge_core", "request_id": 12345})
+    assert command == EdgeCommand("restart_edge_core", "12345", None)
 
 
 def test_recent_ids_forget_the_oldest() -> None:

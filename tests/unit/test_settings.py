@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from edge_core.config.settings import VARIABLES, Settings, load_settings
+from edge_core.config.settings import (
+    VARIABLES,
+    Settings,
+    load_settings,
+    settings_for_restart,
+)
 
 CONFIG = Path("/tmp/cw-config")
 
@@ -476,3 +481,37 @@ def test_every_warning_names_its_variable() -> None:
         "CYBERWAVE_SHUTDOWN_TIMEOUT_SECONDS",
         "ZENOH_ROUTER_PORT",
     ]
+
+
+def test_a_restart_takes_driver_settings_and_names_the_rest(tmp_path: Path) -> None:
+    """From settings read again on restart_edge_core, what the drivers get
+    is taken; a changed connection or timing setting is only named."""
+    current = load_settings(
+        {"CYBERWAVE_BASE_URL": "https://api.cyberwave.com"},
+        envs={},
+        config_dir=tmp_path,
+    )
+    fresh = load_settings(
+        {
+            "CYBERWAVE_BASE_URL": "https://api-dev.cyberwave.com",
+            "CYBERWAVE_RECONCILE_INTERVAL_SECONDS": "30",
+            "CYBERWAVE_DOCKER_LOG_MAX_SIZE": "1m",
+            "CYBERWAVE_DRIVER_PRIVILEGED": "false",
+            "CYBERWAVE_SITE_LABEL": "cell-7",
+        },
+        envs={"CYBERWAVE_SITE_LABEL": "cell-7"},
+        config_dir=tmp_path,
+    )
+
+    merged, later = settings_for_restart(current, fresh)
+
+    assert merged.docker_log_max_size == "1m"
+    assert merged.driver_privileged is False
+    assert merged.cyberwave_envs == {"CYBERWAVE_SITE_LABEL": "cell-7"}
+    assert merged.cyberwave_process_env["CYBERWAVE_SITE_LABEL"] == "cell-7"
+    assert merged.base_url == "https://api.cyberwave.com"
+    assert merged.reconcile_interval == current.reconcile_interval
+    assert set(later) == {
+        "CYBERWAVE_BASE_URL",
+        "CYBERWAVE_RECONCILE_INTERVAL_SECONDS",
+    }

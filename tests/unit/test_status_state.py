@@ -326,6 +326,28 @@ def test_failed_zenoh_router_row_says_why_and_what_to_do(config_dir: Path) -> No
     assert report.healthy is False
 
 
+def test_an_environment_the_backend_refuses_fails_the_environment_row(
+    config_dir: Path,
+) -> None:
+    """environment.json parses, but the running daemon could not download
+    what it selects: the environment row fails with the daemon's reason."""
+    error = "GET /api/v1/environments/0b7c/twins answered HTTP 404 (not found)"
+    write_state(config_dir, with_fields(environment_error=error))
+
+    row = check(gather(environ(config_dir), online=False), "environment")
+
+    assert row.ok is False
+    assert "cannot be downloaded" in row.detail and error in row.detail
+    assert row.fix is not None and "cyberwave edge install" in row.fix
+
+
+def test_a_stopped_daemons_download_error_is_not_shown(config_dir: Path) -> None:
+    """An error of a daemon that no longer runs says nothing about now."""
+    write_state(config_dir, with_fields(environment_error="HTTP 404", phase="stopped"))
+
+    assert check(gather(environ(config_dir), online=False), "environment").ok
+
+
 # -- the screen and the JSON -----------------------------------------------
 
 

@@ -381,7 +381,7 @@ def test_reset_clears_parking_and_the_loop_count() -> None:
     sup = make(clock)
     park_once(sup, clock)
 
-    assert sup.reset() == (Cleared(NAME, TWIN, "reset on request"),)
+    assert sup.reset() == (Cleared(NAME, TWIN, "the edge core was restarted"),)
     assert sup.hold() == {}
     assert sup.reset([NAME]) == ()
 

@@ -275,6 +275,27 @@ def test_a_twin_the_backend_keeps_refusing_goes_last(site: Site) -> None:
     assert site.emulator.twins[CAMERA]["name"] == "camera edit"
 
 
+def test_content_the_backend_refused_is_kept_and_not_sent_again(
+    site: Site,
+) -> None:
+    """A push answered 422 keeps the file; the same content is not PUT again
+    every cycle, and the driver's next edit is pushed."""
+    site.ensure(ARM)
+    site.cycle(ARM)
+    site.edit(ARM, name="refused edit")
+    site.emulator.fault(rf"/twins/{ARM}$", method="PUT", status=422, times=1)
+
+    assert site.cycle(ARM).failed == (ARM,)
+    assert site.cycle(ARM).failed == (ARM,)
+    assert site.cycle(ARM).failed == (ARM,)
+    assert len(site.puts()) == 1
+    assert site.path(ARM).exists()
+
+    site.edit(ARM, name="accepted edit")
+    assert site.cycle(ARM).pushed == (ARM,)
+    assert site.emulator.twins[ARM]["name"] == "accepted edit"
+
+
 def test_edit_made_while_down_is_pushed_at_first_cycle(site: Site) -> None:
     """With the baseline persisted in desired-state.json, a later edit is pushed."""
     site.ensure(ARM)
