@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import replace
@@ -520,6 +520,21 @@ class Daemon:
         if collected.changed:
             self._pull_next = self._pull_next or collected.fresh
             self._pass_due = 0.0
+        self._remount(collected.remount)
+
+    def _remount(self, twin_uuids: Sequence[str]) -> None:
+        """Restart the drivers of twins whose file was made anew: a running
+        container still sees the old file until its mounts are made again."""
+        runtime = self._runtime
+        if runtime is None or not twin_uuids:
+            return
+        for name, desired in self._desired.items():
+            if desired.twin_uuid not in twin_uuids:
+                continue
+            try:
+                runtime.restart(name, fingerprint=self.fingerprint)
+            except EdgeCoreError as exc:
+                log.warning("could not restart %s for its twin file: %s", name, exc)
 
     # -- driver passes ---------------------------------------------------
 
@@ -968,6 +983,7 @@ class Daemon:
             broker_down_since=self._broker_down_since,
             zenoh_router=self._router_name(),
             zenoh_router_error=self._router_error(),
+            twin_file_problems=self._twin_sync.problems(),
         )
         self._state_writer.write(state)
 

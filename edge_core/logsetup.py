@@ -176,3 +176,8 @@ class ProblemLog:
     def active(self, key: str) -> bool:
         with self._lock:
             return key in self._active
+
+    def active_messages(self) -> tuple[str, ...]:
+        """The message of every problem still on, oldest first."""
+        with self._lock:
+            return tuple(self._active.values())

@@ -477,6 +477,21 @@ def _last_restart(state: DaemonState, now: float) -> Check | None:
     return Check("remote restart", None, detail)
 
 
+def _twin_files(state: DaemonState) -> Check | None:
+    problems = state.twin_file_problems
+    if not problems:
+        return None
+    shown = "; ".join(problems[:3])
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return Check(
+        "twin files",
+        False,
+        f"{shown}{more}",
+        "the log (journalctl -u cyberwave-edge-core) has the details; a twin "
+        "file is never deleted or truncated, so nothing is lost meanwhile",
+    )
+
+
 def _zenoh(state: DaemonState) -> Check | None:
     if not state.zenoh_router:
         return None
@@ -496,6 +511,7 @@ def _daemon_checks(state: DaemonState, config_dir: Path, now: float) -> list[Che
     found: list[Check | None] = []
     if _daemon_alive(state):
         found += [_backend_offline(state, config_dir, now), _broker_down(state, now)]
+        found.append(_twin_files(state))
     found += [_log_drops(state), _last_restart(state, now), _zenoh(state)]
     return [check for check in found if check is not None]
 

@@ -83,6 +83,9 @@ class DaemonState:
     # why it does not run when it failed.
     zenoh_router: str | None = None
     zenoh_router_error: str | None = None
+    # One line per lasting problem with a twin file (a refused push, a
+    # file that cannot be written, one repaired from its driver's damage).
+    twin_file_problems: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,6 +99,7 @@ class DaemonState:
         known["settings_warnings"] = tuple(data.get("settings_warnings", ()))
         known["orphans"] = tuple(data.get("orphans", ()))
         known["linked_twins"] = tuple(data.get("linked_twins", ()))
+        known["twin_file_problems"] = tuple(data.get("twin_file_problems", ()))
         return cls(**known)
 
 

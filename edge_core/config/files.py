@@ -22,6 +22,7 @@ import errno
 import json
 import logging
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -45,9 +46,12 @@ def atomic_write_bytes(path: Path, data: bytes, *, mode: int) -> None:
     fsynced. On any failure (including a full disk) the temp file is
     removed, the previous file is untouched and the ``OSError`` propagates.
     """
-    fd, temp_name = tempfile.mkstemp(
-        prefix=f"{TEMP_PREFIX}{path.name}.", dir=path.parent
-    )
+    try:
+        fd, temp_name = tempfile.mkstemp(
+            prefix=f"{TEMP_PREFIX}{path.name}.", dir=path.parent
+        )
+    except OSError as exc:
+        raise _about(exc, path) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -55,11 +59,26 @@ def atomic_write_bytes(path: Path, data: bytes, *, mode: int) -> None:
             os.fsync(handle.fileno())
         os.chmod(temp_name, mode)
         os.replace(temp_name, path)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)
+        raise _about(exc, path) from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
         raise
     fsync_directory(path.parent)
+
+
+def _about(exc: OSError, path: Path) -> OSError:
+    """``exc`` naming the file being written, not its random temp name.
+
+    Messages then name the file a person knows, and stay the same from
+    one attempt to the next.
+    """
+    if exc.errno is None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
 
 
 def sweep_temp_files(directory: Path) -> list[str]:
@@ -113,7 +132,8 @@ def rewrite_in_place(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     must be empty, otherwise the ``OSError`` propagates.
     """
     try:
-        fd = os.open(path, os.O_WRONLY)
+        # Never through a symlink, and never blocking on a FIFO.
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         atomic_write_bytes(path, data, mode=mode)
         return
@@ -122,9 +142,18 @@ def rewrite_in_place(path: Path, data: bytes, *, mode: int = 0o644) -> None:
         os.rmdir(path)
         atomic_write_bytes(path, data, mode=mode)
         return
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO):
+            raise OSError(
+                errno.EINVAL, "is not a regular file; not written", str(path)
+            ) from None
+        raise
 
     try:
-        old_size = os.fstat(fd).st_size
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "is not a regular file; not written", str(path))
+        old_size = info.st_size
         _reserve(fd, old_size, len(data))
         padded = data + b" " * max(0, old_size - len(data))
         _write_all(fd, padded)

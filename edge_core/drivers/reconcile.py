@@ -234,7 +234,7 @@ class DriverReconciler:
             twin.uuid
             for twin in topology.linked
             if str(twin.asset_uuid or "") in assets
-            and not twin_path(self._options.config_dir, twin.uuid).is_file()
+            and not self._has_twin_file(twin.uuid)
         )
         environments = {t.uuid: t.environment_uuid for t in topology.linked}
         current = {
@@ -313,9 +313,7 @@ class DriverReconciler:
                 launch=launch,
                 image_ids=image_ids,
                 driver_overrides=driver_overrides,
-                twin_json_present=lambda uuid: twin_path(
-                    opts.config_dir, uuid
-                ).is_file(),
+                twin_json_present=self._has_twin_file,
                 image_substitutes=substitutes,
             )
 
@@ -495,6 +493,11 @@ class DriverReconciler:
 
     # -- twin files -----------------------------------------------------
 
+    def _has_twin_file(self, twin_uuid: str) -> bool:
+        """True when the twin has a regular file to mount (never a symlink)."""
+        path = twin_path(self._options.config_dir, twin_uuid)
+        return path is not None and path.is_file() and not path.is_symlink()
+
     def _write_twin_files(
         self, linked: Sequence[Twin], assets: Mapping[str, Mapping[str, Any]]
     ) -> None:
@@ -504,7 +507,7 @@ class DriverReconciler:
                 continue
             try:
                 write_twin_file(self._options.config_dir, twin.raw, asset)
-            except (OSError, EdgeCoreError) as exc:
+            except (OSError, ValueError, EdgeCoreError) as exc:
                 log.error(
                     "could not write twin file for %s: %s; the driver "
                     "starts without it",

@@ -22,9 +22,11 @@ from typing import Any
 RGB_SENSOR_TYPES = frozenset({"rgb", "camera", "rgb_camera", "rgbd"})
 CAMERA_REGISTRY_HINTS = ("standard-cam", "realsense", "camera")
 
-# A twin uuid names a file in the config dir and a container: anything
-# that could leave the directory or that Docker refuses is not an id.
+# A twin uuid names a container: anything Docker refuses is not an id.
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_UUID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
 
 
 def as_mapping(value: object) -> Mapping[str, Any]:
@@ -42,11 +44,20 @@ def as_text(value: object) -> str | None:
 
 
 def as_id(value: object) -> str | None:
-    """``value`` stripped when it is usable as a file and container name."""
+    """``value`` stripped when it is usable as a container name, else None.
+
+    A UUID is lowercased, so ``97827C52-…`` and ``97827c52-…`` are one
+    twin with one container and one file.
+    """
     text = as_text(value)
     if text is None or not _SAFE_ID.fullmatch(text):
         return None
-    return text
+    return text.lower() if is_uuid(text) else text
+
+
+def is_uuid(value: str) -> bool:
+    """True for the canonical UUID form (8-4-4-4-12 hex digits)."""
+    return _UUID.fullmatch(value) is not None
 
 
 def _drivers(metadata: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -78,7 +89,7 @@ class Twin:
             return None
 
         metadata = as_mapping(data.get("metadata"))
-        attach = as_text(data.get("attach_to_twin_uuid")) or as_text(
+        attach = as_id(data.get("attach_to_twin_uuid")) or as_id(
             metadata.get("attach_to_twin_uuid")
         )
         return cls(

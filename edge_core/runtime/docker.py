@@ -317,6 +317,24 @@ class DockerRuntime:
         log.info("stopped container %s", name)
         return True
 
+    def restart(self, name: str, *, fingerprint: str, timeout: float = 10) -> bool:
+        """Restart our container ``name`` (its bind mounts are made anew);
+        False when it does not exist."""
+        view = self.inspect(name, fingerprint=fingerprint)
+        if view is None:
+            return False
+        with translate_errors(
+            f"restart container {name}",
+            phase="docker_start_failed",
+            privileged=view.privileged,
+        ):
+            try:
+                self._api.restart(view.id, timeout=math.ceil(timeout))
+            except NotFound:
+                return False
+        log.info("restarted container %s", name)
+        return True
+
     def remove(
         self,
         name: str,

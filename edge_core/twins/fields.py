@@ -89,3 +89,50 @@ def finite(value: Any) -> Any:
     if isinstance(value, list):
         return [finite(item) for item in value]
     return value
+
+
+def changed_body(
+    local: Mapping[str, Any],
+    base: Mapping[str, Any] | None,
+    remote_metadata: Mapping[str, Any] | None,
+) -> PushBody:
+    """The push of an edited document: only what the edit changed.
+
+    ``base`` is the document as it was last written or pushed; without it
+    (after the edge core restarted) every allowed field is sent, as
+    ``push_body`` does. ``metadata`` is sent as the backend's of this
+    cycle (``remote_metadata``) with the keys the edit changed, added or
+    removed, so a key changed on the backend meanwhile is not sent back as
+    it was.
+    """
+    body = push_body(local)
+    if base is None:
+        return body
+    before = push_body(base).fields
+    fields = {
+        name: value
+        for name, value in body.fields.items()
+        if name != "metadata" and before.get(name) != value
+    }
+    metadata = body.fields.get("metadata")
+    if metadata is not None and metadata != before.get("metadata"):
+        fields["metadata"] = merged_metadata(
+            metadata, before.get("metadata") or {}, remote_metadata
+        )
+    return PushBody(fields=fields, wrong_types=body.wrong_types)
+
+
+def merged_metadata(
+    local: Mapping[str, Any],
+    base: Mapping[str, Any],
+    remote: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """``remote`` (else ``base``) with the keys ``local`` changed since ``base``."""
+    merged = dict(remote if remote is not None else base)
+    for key in set(local) | set(base):
+        if key not in local:
+            merged.pop(key, None)
+        elif local[key] != base.get(key):
+            merged[key] = local[key]
+    result: dict[str, Any] = finite(merged)
+    return result

@@ -7,31 +7,71 @@ deep-merging the new data onto what is there; keys a driver added locally
 survive. A file that is not valid JSON is replaced by the new data rather
 than merged into.
 
+Only a twin whose uuid is a UUID has a file (protocol.md 3.2), so no twin
+can name ``credentials.json`` or any other file of the config dir. A twin
+file is a regular file: a symlink at its path is never followed, and a
+FIFO or device is never opened for reading, so no write can land outside
+it and no read can block.
+
 This module does not push local edits to the cloud or pull metadata;
-``sync.TwinSync`` does, and its ``ensure_files`` writes missing files
-without merging into existing ones.
+``sync.TwinSync`` does.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edge_core.config.files import rewrite_in_place
-from edge_core.model.twins import deep_merge, twin_document
+from edge_core.model.twins import deep_merge, is_uuid, twin_document
 
 log = logging.getLogger(__name__)
 
 TWIN_FILE_MODE = 0o644
 
 
-def twin_path(config_dir: Path, twin_uuid: str) -> Path:
-    return config_dir / f"{twin_uuid}.json"
+class NotRegularFile(OSError):
+    """Something other than a regular file sits at a twin file's path."""
+
+    def __init__(self, path: Path, kind: str) -> None:
+        super().__init__(errno.EINVAL, f"is a {kind}, not a regular file", str(path))
+        self.kind = kind
+
+
+def twin_path(config_dir: Path, twin_uuid: str) -> Path | None:
+    """The twin file of ``twin_uuid``, or None when the uuid is no UUID."""
+    if not is_uuid(twin_uuid):
+        return None
+    return config_dir / f"{twin_uuid.lower()}.json"
+
+
+def special_kind(path: Path) -> str | None:
+    """What non-regular thing is at ``path`` (``symlink``, ``fifo``...), if any.
+
+    None for a regular file, a directory (a missing bind-mount source that
+    Docker created) or nothing at all.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "device"
 
 
 def encode(document: Mapping[str, Any]) -> bytes:
@@ -58,6 +98,11 @@ def write_twin_file(
     """Write or merge one twin file; returns the SHA-256 of what was written."""
     document = twin_document(twin, asset)
     path = twin_path(config_dir, str(twin["uuid"]))
+    if path is None:
+        raise ValueError(f"twin uuid {twin['uuid']!r} is not a UUID; it has no file")
+    kind = special_kind(path)
+    if kind is not None:
+        raise NotRegularFile(path, kind)
     existing = None if path.is_dir() else _existing(path)
     if existing is not None:
         document = deep_merge(existing, document)
@@ -85,10 +130,11 @@ def sha256(data: bytes) -> str:
 def read_twin_file(path: Path) -> TwinFile | None:
     """The file's content, or None when there is no file (or a directory).
 
-    Raises ``OSError`` when it exists but cannot be read.
+    Raises ``NotRegularFile`` for a symlink, FIFO, socket or device (none
+    is followed or read), ``OSError`` when the file cannot be read.
     """
     try:
-        data = path.read_bytes()
+        data = read_regular(path)
     except (FileNotFoundError, IsADirectoryError):
         return None
     try:
@@ -106,6 +152,34 @@ def still_holds(path: Path, expected: bytes) -> bool:
     the read and the rewrite is not overwritten.
     """
     try:
-        return path.read_bytes() == expected
+        return read_regular(path) == expected
     except OSError:
         return False
+
+
+def read_regular(path: Path) -> bytes:
+    """The bytes of the regular file at ``path``, following no symlink.
+
+    Opened non-blocking, so a FIFO is refused instead of waited on.
+    """
+    kind = special_kind(path)
+    if kind is not None:
+        raise NotRegularFile(path, kind)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotRegularFile(path, "symlink") from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(path, "special file")
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)

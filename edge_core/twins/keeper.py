@@ -44,6 +44,8 @@ class Download:
     snapshot: Snapshot
     complete: bool
     """False when an asset could not be fetched; the next download is full."""
+    remount: tuple[str, ...] = ()
+    """Twins whose driver must be restarted to see its twin file again."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Collected:
     error: EdgeCoreError | None = None
     changed: bool = False
     fresh: bool = False
+    remount: tuple[str, ...] = ()
 
 
 class DesiredStateKeeper:
@@ -168,9 +171,11 @@ class DesiredStateKeeper:
             previous,
             refetch=refetch,
         )
-        linked = [t.uuid for t in linked_twins(snapshot.twins, self._fingerprint)]
-        self._twin_sync.sync(snapshot.twins, linked)
-        return Download(environment.uuid, snapshot, complete)
+        # The linked copy of a uuid listed twice is the one synced, as the
+        # driver pass uses it.
+        linked = linked_twins(snapshot.twins, self._fingerprint)
+        report = self._twin_sync.sync([t.raw for t in linked], [t.uuid for t in linked])
+        return Download(environment.uuid, snapshot, complete, report.remount)
 
     def start_download(self) -> None:
         """Start the cycle's download on the helper thread, when one is due."""
@@ -199,12 +204,12 @@ class DesiredStateKeeper:
             return Collected(error=exc)
         environment = self.environment
         if environment is None or download.environment_uuid != environment.uuid:
-            return Collected()
+            return Collected(remount=download.remount)
         fresh = not self._downloaded_once
         changed = self.adopt(download.snapshot, fresh=fresh)
         # An incomplete first download (an asset missing) is tried in full again.
         self._downloaded_once = self._downloaded_once or download.complete
-        return Collected(changed=changed, fresh=fresh)
+        return Collected(changed=changed, fresh=fresh, remount=download.remount)
 
     def adopt(self, snapshot: Snapshot, *, fresh: bool) -> bool:
         """Make ``snapshot`` the desired state; True when it changed (or ``fresh``)."""

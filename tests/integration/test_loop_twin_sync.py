@@ -11,6 +11,7 @@ the backend emulator, Mosquitto and the Docker engine.
 from __future__ import annotations
 
 import copy
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -189,3 +190,45 @@ def _saved_baseline(config_dir: Path, twin_uuid: str) -> bool:
     except (OSError, ValueError):
         return False
     return twin_uuid in (saved.get("twin_baselines") or {})
+
+
+def test_a_twin_file_replaced_on_the_host_is_mounted_again(
+    emulator: Emulator,
+    fingerprint: str,
+    new_edge: EdgeFactory,
+    driver_image: str,
+    docker_client: docker.DockerClient,
+) -> None:
+    """A person replaces the twin file on the host by rename (the way an
+    editor saves): the edit is pushed and the driver is restarted onto the
+    new file, so a later backend edit reaches the driver again."""
+    environment = driver_environment(fingerprint, [IDLE_SCRIPT])
+    [twin_uuid] = environment.twin_uuids
+    name = container_name(twin_uuid)
+    edge = start_loop_edge(new_edge, environment, docker_client)
+    mounted = mounted_twin_file(twin_uuid)
+    host_file = edge.config_dir / f"{twin_uuid}.json"
+    started = identity(docker_client, name)[1]
+
+    document = read_inside(docker_client, name, mounted)
+    document["name"] = "Renamed in an editor on the host"
+    replacement = host_file.with_name("edited.tmp")
+    replacement.write_text(json.dumps(document, indent=2))
+    os.replace(replacement, host_file)
+    edge.wait_for(
+        lambda: identity(docker_client, name)[1] != started,
+        timeout=STARTUP_TIMEOUT,
+        what="the driver restarted onto the new file",
+    )
+    assert emulator.twins[twin_uuid]["name"] == "Renamed in an editor on the host"
+    assert inode_inside(docker_client, name, mounted) == os.stat(host_file).st_ino
+
+    metadata = copy.deepcopy(emulator.twins[twin_uuid]["metadata"])
+    metadata["privacy_frame_filter"] = {"enabled": True}
+    emulator.edit_twin(twin_uuid, {"metadata": metadata})
+    edge.wait_for(
+        lambda: _with_filter(read_inside(docker_client, name, mounted)),
+        timeout=STARTUP_TIMEOUT,
+        what="the backend's metadata inside the restarted driver",
+    )
+    assert "replaced by another file" in edge.log_text()

@@ -348,6 +348,22 @@ def test_a_stopped_daemons_download_error_is_not_shown(config_dir: Path) -> None
     assert check(gather(environ(config_dir), online=False), "environment").ok
 
 
+def test_twin_file_problems_fail_their_row(config_dir: Path) -> None:
+    """Lasting twin file problems the daemon reports are one failed row."""
+    problems = [
+        f"the backend refused twin file /c/{n}.json: HTTP 422" for n in range(4)
+    ]
+    write_state(config_dir, with_fields(twin_file_problems=problems))
+
+    report = gather(environ(config_dir), online=False)
+    row = check(report, "twin files")
+
+    assert row.ok is False
+    assert row.detail.startswith("the backend refused twin file /c/0.json")
+    assert "(and 1 more)" in row.detail
+    assert report.healthy is False
+
+
 # -- the screen and the JSON -----------------------------------------------
 
 

@@ -10,98 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from edge_core.cloud.rest import CloudClient
-from edge_core.model.twins import Twin
 from edge_core.twins import desired_state
 from edge_core.twins.backups import BACKUP_DIR
-from edge_core.twins.fields import PUSH_FIELD_TYPES
-from edge_core.twins.files import twin_path
 from edge_core.twins.sync import SyncReport, TwinSync
-from tests.emulator.server import Emulator
-
-FINGERPRINT = "test-twin-sync"
-ENV = "5b0e6a52-9d1c-4c3e-8f0a-2d7b8e4c1a90"
-ARM = "7f3c2a10-5e4b-4d8a-9c61-0b2e7d9f4a13"
-CAMERA = "c41d7e2a-0b3f-4a9e-8d6c-5f1e2a3b4c5d"
-PUT_TWIN = r"^/api/v1/twins/[^/]+$"
-
-
-@pytest.fixture
-def client(emulator: Emulator) -> Iterator[CloudClient]:
-    """A REST client on the emulator that does not retry, so faults show at once."""
-    emulator.load_example_environment(FINGERPRINT)
-    made = CloudClient(
-        base_url=emulator.url,
-        token=lambda: emulator.token,
-        retries=0,
-        timeout=5.0,
-        version="test",
-    )
-    yield made
-    made.close()
-
-
-class Site:
-    """A config dir, the emulator and a ``TwinSync`` over them."""
-
-    def __init__(self, tmp_path: Path, emulator: Emulator, client: CloudClient):
-        self.config = tmp_path
-        self.config.mkdir(exist_ok=True)
-        self.emulator = emulator
-        self.client = client
-        self.sync = TwinSync(tmp_path, client)
-
-    def listing(self) -> list[dict[str, Any]]:
-        return self.client.environment_twins(ENV)
-
-    def ensure(self, *uuids: str, sync: TwinSync | None = None) -> list[str]:
-        """Write the files of ``uuids`` the way the driver pass does."""
-        listing = {t["uuid"]: t for t in self.listing()}
-        twins = [Twin.from_raw(listing[u]) for u in uuids]
-        views = [t for t in twins if t is not None]
-        assets = {
-            str(t.asset_uuid): self.client.get_asset(str(t.asset_uuid)) for t in views
-        }
-        return (sync or self.sync).ensure_files(views, assets)
-
-    def cycle(self, *uuids: str, sync: TwinSync | None = None) -> SyncReport:
-        """One loop cycle: one listing, then sync."""
-        return (sync or self.sync).sync(self.listing(), uuids or (ARM,))
-
-    def path(self, twin_uuid: str = ARM) -> Path:
-        return twin_path(self.config, twin_uuid)
-
-    def read(self, twin_uuid: str = ARM) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(self.path(twin_uuid).read_text())
-        return data
-
-    def edit(self, twin_uuid: str = ARM, **changes: Any) -> None:
-        """Change top-level keys in place, as a driver in a container would."""
-        document = self.read(twin_uuid)
-        document.update(changes)
-        self.write_raw(json.dumps(document, indent=2).encode(), twin_uuid)
-
-    def write_raw(self, data: bytes, twin_uuid: str = ARM) -> None:
-        with self.path(twin_uuid).open("r+b") as handle:
-            handle.write(data)
-            handle.truncate()
-
-    def puts(self) -> list[Any]:
-        return [r.body for r in self.emulator.requests("PUT", PUT_TWIN)]
-
-
-@pytest.fixture
-def site(tmp_path: Path, emulator: Emulator, client: CloudClient) -> Site:
-    return Site(tmp_path / "config", emulator, client)
-
+from tests.support.twin_site import ARM, CAMERA, ENV, FINGERPRINT, PUT_TWIN, Site
 
 # -- baselines and first sighting ------------------------------------------------
 
@@ -153,7 +70,8 @@ def test_directory_left_by_docker_becomes_the_file(site: Site) -> None:
 
 
 def test_driver_edit_is_pushed_with_only_allowed_fields(site: Site) -> None:
-    """Only fields of protocol.md 1.7 present in the file go out; never asset_uuid."""
+    """Only the allowed fields (protocol.md 1.7) the edit changed go out;
+    never asset_uuid, environment_uuid or a key the driver made up."""
     site.ensure(ARM)
     site.cycle()
     site.edit(
@@ -170,14 +88,7 @@ def test_driver_edit_is_pushed_with_only_allowed_fields(site: Site) -> None:
     (body,) = site.puts()
     assert "asset_uuid" not in body
     assert "environment_uuid" not in body
-    assert set(body) <= set(PUSH_FIELD_TYPES)
-    present = {
-        key
-        for key, value in site.read().items()
-        if key in PUSH_FIELD_TYPES and value is not None
-    }
-    assert set(body) == present
-    assert body["name"] == "left arm (calibrated)"
+    assert body == {"name": "left arm (calibrated)"}
     assert site.emulator.twins[ARM]["name"] == "left arm (calibrated)"
     assert site.emulator.twins[ARM]["asset_uuid"] != body.get("asset_uuid")
 
@@ -291,9 +202,13 @@ def test_content_the_backend_refused_is_kept_and_not_sent_again(
     assert len(site.puts()) == 1
     assert site.path(ARM).exists()
 
+    [problem] = site.sync.problems()
+    assert "the backend refused twin file" in problem and "422" in problem
+
     site.edit(ARM, name="accepted edit")
     assert site.cycle(ARM).pushed == (ARM,)
     assert site.emulator.twins[ARM]["name"] == "accepted edit"
+    assert site.sync.problems() == ()
 
 
 def test_edit_made_while_down_is_pushed_at_first_cycle(site: Site) -> None:
@@ -419,13 +334,15 @@ def test_twin_missing_from_the_listing_is_left_alone(site: Site) -> None:
 
 
 def test_corrupt_file_is_repaired_from_the_last_good_copy(site: Site) -> None:
-    """Damaged bytes are backed up, the good copy restored in place, not pushed."""
+    """Damaged bytes seen twice in a row are backed up, the good copy
+    restored in place, nothing pushed."""
     site.ensure(ARM)
     site.cycle()
     good = site.path().read_bytes()
     inode = site.path().stat().st_ino
     site.write_raw(b'{"name": "half written')
 
+    assert site.cycle() == SyncReport()
     report = site.cycle()
 
     assert report.repaired == (ARM,)
@@ -448,6 +365,7 @@ def test_restored_unpushed_edit_is_pushed_next_cycle(site: Site) -> None:
     assert site.cycle().failed == (ARM,)
     site.write_raw(b"\x00\x00")
 
+    assert site.cycle().repaired == ()
     assert site.cycle().repaired == (ARM,)
     assert site.cycle().pushed == (ARM,)
     assert site.emulator.twins[ARM]["name"] == "edit before the damage"
@@ -456,9 +374,11 @@ def test_restored_unpushed_edit_is_pushed_next_cycle(site: Site) -> None:
 def test_corrupt_file_without_good_copy_is_rewritten_from_the_cloud(
     site: Site,
 ) -> None:
-    """With no copy in memory, the driver pass rewrites the cloud's document."""
+    """With no copy in memory, the driver pass rewrites the cloud's document
+    (at its second look: the first leaves a writer time to finish)."""
     site.path().write_text("[1, 2, 3]\n")
 
+    assert site.ensure(ARM) == []
     assert site.ensure(ARM) == [ARM]
 
     data = site.read()
@@ -475,6 +395,7 @@ def test_sync_repairs_from_the_listing_when_nothing_else_is_known(
     """A fresh sync finding a damaged file writes the listing's twin into it."""
     site.path().write_text("{")
 
+    assert site.cycle().repaired == ()
     report = site.cycle()
 
     assert report.repaired == (ARM,)
@@ -488,6 +409,7 @@ def test_only_the_newest_backups_are_kept(site: Site) -> None:
     site.cycle()
     for number in range(7):
         site.write_raw(f"damaged {number}".encode())
+        assert site.cycle().repaired == ()
         assert site.cycle().repaired == (ARM,)
 
     backups = sorted(p.read_text() for p in (site.config / BACKUP_DIR).iterdir())
@@ -574,11 +496,11 @@ def test_persist_without_a_saved_snapshot_writes_nothing(site: Site) -> None:
     assert site.sync.dirty
 
 
-def test_write_failure_leaves_the_driver_pass_going(
+def test_a_directory_with_files_at_the_twin_path_is_moved_aside(
     site: Site, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A twin whose file cannot be written is one warning; the others are
-    written; the same failure at the next pass is not warned again."""
+    """A directory holding files where a twin file belongs is renamed, its
+    files kept, and the twin file written; one warning names both paths."""
     blocked = site.path(ARM)
     blocked.mkdir()
     (blocked / "keep").write_text("not empty")
@@ -587,7 +509,9 @@ def test_write_failure_leaves_the_driver_pass_going(
         written = site.ensure(ARM, CAMERA)
         site.ensure(ARM, CAMERA)
 
-    assert written == [CAMERA]
+    assert written == [ARM, CAMERA]
+    assert site.read(ARM)["uuid"] == ARM
+    [aside] = [p for p in site.config.iterdir() if ".moved-aside-" in p.name]
+    assert (aside / "keep").read_text() == "not empty"
     warned = [r for r in caplog.records if str(blocked) in r.getMessage()]
-    assert [r.levelno for r in warned] == [logging.WARNING]
-    assert os.path.isdir(blocked)
+    assert len(warned) == 1 and str(aside) in warned[0].getMessage()
