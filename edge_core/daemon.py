@@ -21,10 +21,11 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from edge_core import __version__, systemd
 from edge_core.alerts.book import AlertBook
+from edge_core.backoff import Backoff
 from edge_core.cloud import topics
 from edge_core.cloud.mqtt import (
     MqttSession,
@@ -34,43 +35,40 @@ from edge_core.cloud.rest import CloudClient
 from edge_core.commands import CommandInbox
 from edge_core.config.credentials import (
     Credentials,
-    apply_envs,
-    load_credentials,
     read_token,
 )
-from edge_core.config.environment import EnvironmentConfig
 from edge_core.config.fingerprint import host_identity
-from edge_core.config.settings import Settings, load_settings, settings_for_restart
+from edge_core.config.reload import reread
+from edge_core.config.settings import Settings
+from edge_core.drivers.engine import EngineLink, LogOptions
 from edge_core.drivers.guard import DriverGuard, PassDue
-from edge_core.drivers.log_positions import (
-    load_positions,
-    positions_path,
-    save_positions,
-)
-from edge_core.drivers.logs import LogForwarder, LogPosition
+from edge_core.drivers.log_positions import PositionKeeper, positions_path
+from edge_core.drivers.logs import LogForwarder
 from edge_core.drivers.reconcile import DriverReconciler, PassOptions, PassResult
+from edge_core.drivers.router import RouterKeeper
 from edge_core.drivers.supervisor import Supervisor
 from edge_core.drivers.verdict import Desired
-from edge_core.drivers.zenoh import RouterStatus, ZenohRouter
 from edge_core.errors import (
     AuthError,
     BackendUnavailable,
     ConfigError,
     EdgeCoreError,
-    PermanentError,
     RuntimeUnavailable,
 )
 from edge_core.health import BootstrapHealthPublisher
 from edge_core.host.metrics import HostMetricsSampler, host_facts
 from edge_core.host.platform import detect_platform, profile_keys
 from edge_core.logsetup import (
-    ProblemLog,
     RedactingFilter,
-    format_exception_line,
 )
 from edge_core.logsetup import redact as logsetup_redact
 from edge_core.model.linkage import linked_twins
-from edge_core.presence import DiscoverKeepalive, register
+from edge_core.presence import (
+    Attempt,
+    BackendStatus,
+    DiscoverKeepalive,
+    Registration,
+)
 from edge_core.restart import RemoteRestart, tear_down_drivers
 from edge_core.runtime.docker import DockerRuntime, EngineFacts
 from edge_core.runtime.watch import ContainerWatch
@@ -85,7 +83,7 @@ from edge_core.twins import desired_state
 from edge_core.twins.desired_state import Snapshot
 from edge_core.twins.keeper import DesiredStateKeeper
 from edge_core.twins.sync import TwinSync
-from edge_core.wiring import Backoff, driver_context, launch_context, mqtt_config
+from edge_core.wiring import driver_context, launch_context, mqtt_config
 
 log = logging.getLogger(__name__)
 
@@ -153,11 +151,6 @@ class Daemon:
         )
         self._mqtt = MqttSession(mqtt_config(settings, credentials.token))
         self._metrics = HostMetricsSampler(min_interval=30.0)
-        self._runtime: DockerRuntime | None = None
-        self._engine: EngineFacts | None = None
-        self._reconciler: DriverReconciler | None = None
-        self._forwarder: LogForwarder | None = None
-        self._keepalive: DiscoverKeepalive | None = None
         self._health: BootstrapHealthPublisher | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pass")
         # Backend and broker calls can hang for minutes (no answer, long
@@ -166,12 +159,18 @@ class Daemon:
         self._pass: Future[PassResult] | None = None
         self._pass_due = 0.0
         self._pull_next = False
-        self._edge: dict[str, Any] | None = None
-        self._registration = Backoff(settings.backoff_initial, settings.backoff_max)
-        self._docker_backoff = Backoff(settings.backoff_initial, settings.backoff_max)
+        self._backend = BackendStatus()
+        self._registration = Registration(
+            self._cloud,
+            settings.config_dir,
+            fingerprint,
+            status=self._backend,
+            backoff=Backoff(settings.backoff_initial, settings.backoff_max),
+            call=self._wait_for,
+            keepalive=self._keepalive,
+            clock=clock,
+        )
         self._download_error: str | None = None
-        self._backend_error: str | None = None
-        self._offline_since: float | None = None
         self._broker_down_since: float | None = None
         self._phase = "starting"
         saved = desired_state.load(settings.config_dir)
@@ -208,10 +207,7 @@ class Daemon:
             environment_of=self._environment_of,
         )
         self._desired: dict[str, Desired] = {}
-        self._router: ZenohRouter | None = None
-        self._watch: ContainerWatch | None = None
-        self._router_environment: str | None = None
-        self._router_status: RouterStatus | None = None
+        self._router = RouterKeeper(fingerprint=fingerprint, version=__version__)
         self._inbox = CommandInbox(self._wake)
         self._restarts: RemoteRestart[tuple[PassResult, Snapshot | None]] = (
             RemoteRestart(self._alerts, self._pool.submit, self._wake.set)
@@ -220,14 +216,46 @@ class Daemon:
         self._command_topic: str | None = None
         self._last_result: PassResult | None = None
         self._last_summary: str | None = None
+        self._summaries_told: set[str] = set()
+        self._bootstrap_over = False
         self._linked: tuple[str, ...] = ()
         self._state_writer = StateWriter(state_path(settings.config_dir))
-        self._positions_path = positions_path(settings.config_dir)
-        self._positions_saved: dict[str, LogPosition] = {}
-        self._positions_due = 0.0
-        self._problems = ProblemLog(log)
+        self._positions = PositionKeeper(
+            positions_path(settings.config_dir),
+            every=min(60.0, settings.reconcile_interval * LOG_POSITIONS_LOOPS),
+            clock=clock,
+        )
         self._watchdog_every = systemd.watchdog_interval()
         self._watchdog_at = float("-inf")
+        self._link = EngineLink(
+            options=PassOptions(
+                config_dir=self._config_dir,
+                fingerprint=fingerprint,
+                topic_prefix=self._prefix,
+                version=__version__,
+                profile_keys=tuple(profile_keys(self._facts)),
+                parallelism=settings.driver_launch_parallelism,
+                pull_stall_timeout=settings.pull_timeout,
+                probe_timeout=settings.driver_startup_probe,
+                probe_interval=settings.driver_probe_interval,
+                remove_timeout=settings.driver_remove_timeout,
+            ),
+            logs=LogOptions(
+                version=__version__,
+                cold_start_tail=settings.driver_log_tail,
+                fingerprint=fingerprint,
+                buffer_lines=settings.driver_log_buffer_lines,
+                connected=lambda: self._mqtt.is_connected,
+                positions=self._positions.load,
+            ),
+            publish=self._mqtt.publish,
+            alerts=self._alerts,
+            twin_files=self._twin_sync.ensure_files,
+            backoff=Backoff(settings.backoff_initial, settings.backoff_max),
+            watch_max_age=settings.reconcile_interval * SAFETY_PASS_LOOPS,
+            on_change=self._container_event,
+            clock=clock,
+        )
 
     def _restore_parking(self, previous: DaemonState | None) -> None:
         """Keep drivers parked by the previous run parked until their time."""
@@ -241,6 +269,7 @@ class Daemon:
                 twin_uuid=status.twin_uuid,
                 parked_until_wall=status.parked_until,
                 restarts=status.restarts or 0,
+                loops=status.loops or 1,
             )
             log.info(
                 "%s stays parked until %s (restart loop before this start)",
@@ -355,112 +384,55 @@ class Daemon:
         return True
 
     def _connect_docker(self) -> bool:
-        if self._runtime is not None:
-            return True
-        if self._clock() < self._docker_backoff.due:
-            return False
-        try:
-            runtime = DockerRuntime.connect()
-        except RuntimeUnavailable as exc:
-            delay = self._docker_backoff.failed(self._clock())
-            log.warning("%s; retrying in %.1f s", exc, delay)
-            return False
-        self._docker_backoff.reset()
-        self._runtime = runtime
-        self._watch = ContainerWatch(
-            runtime,
-            self.fingerprint,
-            max_age=self.settings.reconcile_interval * SAFETY_PASS_LOOPS,
-            on_change=self._container_event,
-        )
-        self._watch.start()
-        self._engine = _engine_facts(runtime)
-        if self._forwarder is None:
-            self._forwarder = LogForwarder(
-                runtime,
-                self._mqtt.publish,
-                version=__version__,
-                cold_start_tail=self.settings.driver_log_tail,
-                fingerprint=self.fingerprint,
-                buffer_lines=self.settings.driver_log_buffer_lines,
-                connected=lambda: self._mqtt.is_connected,
-            )
-            self._forwarder.restore(load_positions(self._positions_path))
-        else:
-            # Read positions outlive an engine restart: no line is sent twice.
-            self._forwarder.use(runtime)
-        self._reconciler = DriverReconciler(
-            runtime,
-            options=PassOptions(
-                config_dir=self._config_dir,
-                fingerprint=self.fingerprint,
-                topic_prefix=self._prefix,
-                version=__version__,
-                profile_keys=tuple(profile_keys(self._facts)),
-                parallelism=self.settings.driver_launch_parallelism,
-                pull_stall_timeout=self.settings.pull_timeout,
-                probe_timeout=self.settings.driver_startup_probe,
-                probe_interval=self.settings.driver_probe_interval,
-                remove_timeout=self.settings.driver_remove_timeout,
-            ),
-            publish=self._mqtt.publish,
-            forwarder=self._forwarder,
-            alerts=self._alerts,
-            twin_files=self._twin_sync.ensure_files,
-        )
-        return True
+        return self._link.connect() is not None
+
+    # What exists while the engine is connected.
+
+    @property
+    def _runtime(self) -> DockerRuntime | None:
+        engine = self._link.engine
+        return engine.runtime if engine else None
+
+    @property
+    def _reconciler(self) -> DriverReconciler | None:
+        engine = self._link.engine
+        return engine.reconciler if engine else None
+
+    @property
+    def _watch(self) -> ContainerWatch | None:
+        engine = self._link.engine
+        return engine.watch if engine else None
+
+    @property
+    def _engine(self) -> EngineFacts | None:
+        engine = self._link.engine
+        return engine.facts if engine else None
+
+    @property
+    def _forwarder(self) -> LogForwarder | None:
+        return self._link.forwarder
 
     def _backend_down(self, exc: EdgeCoreError) -> None:
-        delay = self._registration.failed(self._clock())
-        first = self._backend_error is None
-        self._backend_error = str(exc)
-        self._offline_since = self._offline_since or time.time()
+        self._registration.failed(exc)
+        self._went_offline()
+
+    def _went_offline(self) -> None:
         self._phase = "waiting_for_backend"
-        if first:
-            log.warning(
-                "backend unavailable: %s; waiting for it, retrying in %.1f s",
-                exc,
-                delay,
-            )
-        else:
-            log.info("backend still unavailable (%s); next try in %.1f s", exc, delay)
         self._start_from_snapshot()
         self._write_state()
 
     def _try_register(self) -> bool:
         """Token check and registration; True once the edge is registered."""
-        if self._edge is not None:
-            return True
-        if self._clock() < self._registration.due:
-            return False
-        try:
-            if self._backend_error is not None:
-                self._wait_for(self._cloud.check_token)
-            self._edge = self._wait_for(
-                lambda: register(self._cloud, self._config_dir, self.fingerprint)
-            )
-        except BackendUnavailable as exc:
-            self._backend_down(exc)
-            return False
-        except PermanentError as exc:
-            # A token rejected after boot is not fatal: drivers keep running
-            # and a rotated token in credentials.json is picked up.
-            self._backend_down(exc)
-            return False
-        if self._backend_error is not None:
-            log.info("backend reachable again")
-        self._backend_error = None
-        self._offline_since = None
-        self._registration.reset()
-        self._phase = "running"
-        self._start_keepalive()
-        return True
+        attempt = self._registration.attempt()
+        if attempt is Attempt.FAILED:
+            self._went_offline()
+        elif attempt is Attempt.REGISTERED:
+            self._phase = "running"
+        return attempt is Attempt.REGISTERED
 
-    def _start_keepalive(self) -> None:
-        if self._keepalive is not None:
-            return
+    def _keepalive(self) -> DiscoverKeepalive:
         hostname, _mac, plat = host_identity()
-        self._keepalive = DiscoverKeepalive(
+        return DiscoverKeepalive(
             self._cloud,
             fingerprint=self.fingerprint,
             hostname=hostname,
@@ -468,7 +440,6 @@ class Daemon:
             host_facts=host_facts,
             interval=self.settings.discover_interval,
         )
-        self._keepalive.start()
 
     # -- environment and downloads ----------------------------------------
 
@@ -478,7 +449,7 @@ class Daemon:
             self._pass_due = 0.0
 
     def _start_download(self) -> None:
-        if self._edge is None or self._restarts.busy:
+        if self._registration.edge is None or self._restarts.busy:
             return
         self._desired_state.start_download()
 
@@ -488,15 +459,13 @@ class Daemon:
             return
         error = collected.error
         if isinstance(error, BackendUnavailable):
-            if self._backend_error is None:
+            if self._backend.failed(error):
                 log.warning(
                     "could not download the environment: %s; drivers keep "
                     "running, retrying every %.0f s",
                     error,
                     self.settings.reconcile_interval,
                 )
-            self._backend_error = str(error)
-            self._offline_since = self._offline_since or time.time()
             self._start_from_snapshot()
             return
         if error is not None:
@@ -512,10 +481,8 @@ class Daemon:
             self._download_error = problem
             self._start_from_snapshot()
             return
-        if self._backend_error is not None or self._offline_since is not None:
+        if self._backend.answered():
             log.info("backend reachable again; environment downloaded")
-        self._backend_error = None
-        self._offline_since = None
         self._download_error = None
         if collected.changed:
             self._pull_next = self._pull_next or collected.fresh
@@ -564,7 +531,9 @@ class Daemon:
             twin.uuid for twin in linked_twins(snapshot.twins, self.fingerprint)
         )
         self._ensure_health_publisher()
-        self._router_status = self._router_for(snapshot.environment_uuid).ensure()
+        self._router.ensure(
+            self._runtime_now(), self.settings, snapshot.environment_uuid
+        )
         return self._run_pass(reconciler, snapshot, pull=pull, held=True)
 
     def _run_pass(
@@ -589,27 +558,11 @@ class Daemon:
             hold_reason=self._supervisor.hold_reason if held else None,
         )
 
-    def _router_for(self, environment_uuid: str) -> ZenohRouter:
-        """The Zenoh router of this environment (named after it, protocol 4.1).
-
-        It exists even when disabled: ensure() then removes a router of
-        ours left from when the setting was on.
-        """
-        router = self._router
+    def _runtime_now(self) -> DockerRuntime:
         runtime = self._runtime
         if runtime is None:
             raise RuntimeUnavailable("the Docker engine went away")
-        if router is None or self._router_environment != environment_uuid:
-            router = ZenohRouter.create(
-                runtime,
-                self.settings,
-                fingerprint=self.fingerprint,
-                environment_uuid=environment_uuid,
-                version=__version__,
-            )
-            self._router = router
-            self._router_environment = environment_uuid
-        return router
+        return runtime
 
     def _collect_pass(self) -> None:
         if self._pass is None or not self._pass.done():
@@ -630,34 +583,36 @@ class Daemon:
         self._desired = self._guard.record(result)
         summary = _summary(result)
         if summary != self._last_summary:
-            log.info("driver pass done: %s", summary)
+            # Each summary is said once at INFO: a driver flapping between
+            # two of them would otherwise fill the log (its launches have
+            # lines of their own).
+            told = summary in self._summaries_told
+            self._summaries_told.add(summary)
+            level = logging.DEBUG if told else logging.INFO
+            log.log(level, "driver pass done: %s", summary)
             self._last_summary = summary
         self._last_result = result
-        if result.all_running and not result.missing_twin_files:
-            # Converged: supervision triggers the next pass when a container
-            # stops; a pass every few minutes still catches drift.
+        if result.converged:
+            # Supervision triggers the next pass when a container stops; a
+            # pass every few minutes still catches drift.
             self._pass_due = max(
                 self._pass_due,
                 self._clock() + self.settings.reconcile_interval * SAFETY_PASS_LOOPS,
             )
-        if result.all_running and self._health is not None:
-            self._health.stop()
-            self._health = None
+        if result.all_running:
+            # Drivers publish their own health from now on (protocol.md 2.5).
+            self._bootstrap_over = True
+            if self._health is not None:
+                self._health.stop()
+                self._health = None
 
     def _lost_docker(self, exc: EdgeCoreError) -> None:
-        log.warning("%s; the pass will run again", exc)
-        self._runtime = None
-        self._reconciler = None
-        self._router = None
-        if self._watch is not None:
-            self._watch.stop()
-            self._watch = None
+        self._link.lost(exc)
+        self._router.forget()
         self._pass_due = 0.0
 
     def _ensure_health_publisher(self) -> None:
-        if self._health is not None or not self._linked:
-            return
-        if self._last_result is not None and self._last_result.all_running:
+        if self._health is not None or not self._linked or self._bootstrap_over:
             return
         self._health = BootstrapHealthPublisher(
             publish=self._mqtt.publish,
@@ -682,11 +637,15 @@ class Daemon:
         return None
 
     def _supervise(self) -> None:
-        """Watch the driver containers between passes and act on what changed."""
+        """Watch the driver containers and act on what changed.
+
+        Also while a pass runs (a long pull must not hide a crash), leaving
+        the containers it is launching to it; a restart owns them all.
+        """
         runtime = self._runtime
-        if runtime is None or self._pass is not None or self._restarts.busy:
+        if runtime is None or self._restarts.busy:
             return
-        if not self._desired:
+        if not self._desired and self._router.name is None:
             return
         try:
             views = self._watch.views() if self._watch else []
@@ -696,7 +655,17 @@ class Daemon:
         except EdgeCoreError as exc:
             log.warning("could not list driver containers: %s", exc)
             return
-        due = self._guard.look(runtime, views, self._desired, self._forwarder)
+        self._router.watch(views)
+        if not self._desired:
+            return
+        busy = (
+            self._reconciler.launching()
+            if self._pass is not None and self._reconciler is not None
+            else frozenset()
+        )
+        due = self._guard.look(
+            runtime, views, self._desired, self._forwarder, busy=busy
+        )
         now = self._clock()
         if due is PassDue.NOW:
             self._pass_due = min(self._pass_due, now)
@@ -706,13 +675,13 @@ class Daemon:
 
     def _container_event(self, action: str) -> None:
         """A driver that died or vanished is looked at now, not next cycle."""
-        if action in _DOWN_EVENTS and self._pass is None and not self._restarts.busy:
+        if action in _DOWN_EVENTS and not self._restarts.busy:
             self._wake.set()
 
     # -- remote commands --------------------------------------------------
 
     def _subscribe_commands(self) -> None:
-        edge_uuid = (self._edge or {}).get("uuid")
+        edge_uuid = (self._registration.edge or {}).get("uuid")
         if not isinstance(edge_uuid, str) or not edge_uuid:
             return
         topic = topics.edge_command(self._prefix, edge_uuid)
@@ -745,44 +714,12 @@ class Daemon:
         environment = self._desired_state.reload_environment()
         self._reload_configuration()
         self._guard.release(self._supervisor.reset())
-        snapshot = self._restart_snapshot(environment)
-        router = self._router_for(snapshot.environment_uuid)
-        self._router_status = router.restart()
+        snapshot = self._desired_state.for_restart(environment)
+        self._router.restart(runtime, self.settings, snapshot.environment_uuid)
         self._linked = tuple(
             twin.uuid for twin in linked_twins(snapshot.twins, self.fingerprint)
         )
         return self._run_pass(reconciler, snapshot, pull=True, held=False), snapshot
-
-    def _restart_snapshot(self, environment: EnvironmentConfig | None) -> Snapshot:
-        """What a restart starts: a fresh download, else the known desired
-        state of the same environment; raises when there is neither."""
-        current = self._desired_state.snapshot
-        if environment is None:
-            if current is None:
-                raise EdgeCoreError(
-                    f"{self._desired_state.environment_error}; no desired state "
-                    "is known to restart drivers from"
-                )
-            log.warning(
-                "environment.json is unusable; restarting the drivers of the "
-                "desired state downloaded last for environment %s",
-                current.environment_uuid,
-            )
-            return current
-        try:
-            return self._desired_state.download(environment, refetch=True).snapshot
-        except BackendUnavailable as exc:
-            if current is None or current.environment_uuid != environment.uuid:
-                raise EdgeCoreError(
-                    f"could not download environment {environment.uuid} ({exc}) "
-                    "and no desired state of it is saved"
-                ) from exc
-            log.warning(
-                "could not download the environment during the restart (%s); "
-                "restarting the drivers of the saved desired state",
-                exc,
-            )
-            return current
 
     def _reload_configuration(self) -> None:
         """Re-read credentials.json and the settings the restarted drivers get.
@@ -792,31 +729,22 @@ class Daemon:
         connections and timings apply when it starts again, and are named.
         """
         try:
-            credentials = load_credentials(self._config_dir)
+            again = reread(self._config_dir, self._environ, self.settings)
         except ConfigError as exc:
             log.warning("%s; keeping the credentials read at start", exc)
             return
-        if credentials.token != self.credentials.token and self._redactor:
-            self._redactor.add_secret(credentials.token)
-        self.credentials = credentials
-        environ = dict(self._environ)
-        apply_envs(credentials.envs, environ)
-        fresh = load_settings(
-            environ, envs=credentials.envs, config_dir=self._config_dir
-        )
-        for warning in fresh.warnings:
-            if warning not in self.settings.warnings:
-                log.warning("%s", warning)
-        self.settings, later = settings_for_restart(self.settings, fresh)
-        if later:
+        if again.credentials.token != self.credentials.token and self._redactor:
+            self._redactor.add_secret(again.credentials.token)
+        self.credentials, self.settings = again.credentials, again.settings
+        for warning in again.new_warnings:
+            log.warning("%s", warning)
+        if again.later:
             log.warning(
                 "%s changed in %s; they apply when the edge core starts again "
                 "(sudo systemctl restart cyberwave-edge-core)",
-                ", ".join(later),
-                credentials.path,
+                ", ".join(again.later),
+                again.credentials.path,
             )
-        # The router is made again from the settings just read.
-        self._router = None
 
     def _collect_restart(self) -> None:
         finished = self._restarts.collect()
@@ -856,10 +784,12 @@ class Daemon:
         waits = [interval]
         if self._watchdog_every is not None:
             waits.append(self._watchdog_every / 2)
-        if self._edge is None and self._registration.due:
-            waits.append(max(0.1, self._registration.due - now))
-        if self._runtime is None and self._docker_backoff.due:
-            waits.append(max(0.1, self._docker_backoff.due - now))
+        register_due = self._registration.retry_due
+        if register_due is not None:
+            waits.append(max(0.1, register_due - now))
+        docker_due = self._link.retry_due
+        if docker_due is not None:
+            waits.append(max(0.1, docker_due - now))
         for due in (self._pass_due, self._desired_state.due):
             if due > now:
                 waits.append(due - now)
@@ -889,33 +819,9 @@ class Daemon:
         self._submit_pass()
         if self._forwarder is not None:
             self._forwarder.flush()
-            self._save_log_positions()
+            self._positions.save(self._forwarder.positions())
         self._note_broker()
         self._write_state()
-
-    def _save_log_positions(self, *, now: bool = False) -> None:
-        """Keep how far driver logs were forwarded, at most once a minute."""
-        forwarder = self._forwarder
-        if forwarder is None or (not now and self._clock() < self._positions_due):
-            return
-        positions = forwarder.positions()
-        if positions == self._positions_saved:
-            return
-        every = min(60.0, self.settings.reconcile_interval * LOG_POSITIONS_LOOPS)
-        self._positions_due = self._clock() + every
-        try:
-            save_positions(self._positions_path, positions)
-        except OSError as exc:
-            self._problems.report(
-                "log-positions",
-                "could not save %s: %s; after a restart the edge core sends "
-                "the last lines of each driver log again",
-                self._positions_path,
-                format_exception_line(exc),
-            )
-            return
-        self._problems.clear("log-positions")
-        self._positions_saved = positions
 
     def _note_broker(self) -> None:
         if self._mqtt.is_connected:
@@ -939,20 +845,10 @@ class Daemon:
                     outcome="flapping",
                     restarts=info.restarts,
                     parked_until=info.parked_until,
+                    loops=info.loops,
                 )
             rows.append(status)
         return tuple(rows)
-
-    def _router_name(self) -> str | None:
-        if self._router is None or not self.settings.zenoh_router_enabled:
-            return None
-        return self._router.name
-
-    def _router_error(self) -> str | None:
-        status = self._router_status
-        if status is None or status.ok or self._router_name() is None:
-            return None
-        return status.reason or status.state.value
 
     def _write_state(self) -> None:
         result = self._last_result
@@ -965,9 +861,9 @@ class Daemon:
             updated_at=time.time(),
             phase=self._phase,
             fingerprint=self.fingerprint,
-            edge_uuid=(self._edge or {}).get("uuid"),
+            edge_uuid=(self._registration.edge or {}).get("uuid"),
             environment_uuid=environment.uuid if environment else None,
-            backend_error=self._backend_error,
+            backend_error=self._backend.error,
             environment_error=(
                 self._desired_state.environment_error or self._download_error
             ),
@@ -979,10 +875,10 @@ class Daemon:
             without_driver=dict(result.without_driver) if result else {},
             log_lines_dropped=forwarder.dropped if forwarder else 0,
             restart=self._restarts.state,
-            offline_since=self._offline_since,
+            offline_since=self._backend.since,
             broker_down_since=self._broker_down_since,
-            zenoh_router=self._router_name(),
-            zenoh_router_error=self._router_error(),
+            zenoh_router=self._router.name,
+            zenoh_router_error=self._router.error,
             twin_file_problems=self._twin_sync.problems(),
         )
         self._state_writer.write(state)
@@ -995,31 +891,17 @@ class Daemon:
         self._restarts.abandon()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._calls.shutdown(wait=False, cancel_futures=True)
+        self._router.close()
         self._desired_state.close()
-        if self._watch is not None:
-            self._watch.stop()
-        for part in (self._health, self._keepalive, self._forwarder):
-            if part is not None:
-                part.stop()
-        self._save_log_positions(now=True)
+        if self._health is not None:
+            self._health.stop()
+        self._registration.stop()
+        self._link.stop()
+        if self._forwarder is not None:
+            self._positions.save(self._forwarder.positions(), now=True)
         self._alerts.stop(timeout=2.0)
         self._mqtt.stop()
         self._write_state()
-
-
-def _engine_facts(runtime: DockerRuntime) -> EngineFacts | None:
-    try:
-        engine = runtime.engine_facts()
-    except EdgeCoreError as exc:
-        log.warning("could not read the Docker engine's facts: %s", exc)
-        return None
-    if engine.has_nvidia and engine.default_runtime != "nvidia":
-        log.info(
-            "the nvidia runtime is installed but not the default; "
-            'to give drivers GPUs set "default-runtime": '
-            '"nvidia" in /etc/docker/daemon.json and restart Docker'
-        )
-    return engine
 
 
 def _summary(result: PassResult) -> str:

@@ -44,6 +44,8 @@ class DriverStatus:
     reason: str | None = None
     restarts: int | None = None
     parked_until: float | None = None
+    loops: int | None = None
+    """How many restart loops parked a flapping driver so far."""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DriverStatus:

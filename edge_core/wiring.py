@@ -2,15 +2,13 @@
 
 Pure translations from the one typed ``Settings`` (and the credentials
 and host facts) into the option objects of the MQTT session and of the
-driver model, plus the capped backoff every retry uses. Kept apart from
+driver model. Kept apart from
 the daemon so ``status`` builds its broker check exactly as the daemon
 does.
 """
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass
 from pathlib import Path
 
 from edge_core import __version__
@@ -20,27 +18,6 @@ from edge_core.config.settings import Settings
 from edge_core.host.platform import PlatformFacts
 from edge_core.model.desired import DriverContext, LaunchContext
 from edge_core.runtime.docker import EngineFacts
-
-
-@dataclass
-class Backoff:
-    """Capped exponential backoff with jitter, on a monotonic clock."""
-
-    initial: float
-    maximum: float
-    attempts: int = 0
-    due: float = 0.0
-
-    def failed(self, now: float) -> float:
-        delay = min(self.maximum, self.initial * 2.0**self.attempts)
-        delay *= random.uniform(0.8, 1.2)
-        self.attempts += 1
-        self.due = now + delay
-        return delay
-
-    def reset(self) -> None:
-        self.attempts = 0
-        self.due = 0.0
 
 
 def mqtt_config(settings: Settings, token: str) -> MqttConfig:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 
 from edge_core.alerts.book import AlertBook
 from edge_core.cloud import topics
@@ -30,10 +30,11 @@ from edge_core.drivers.verdict import (
     Cleared,
     Desired,
     Park,
+    format_duration,
     observations,
 )
 from edge_core.errors import EdgeCoreError
-from edge_core.runtime.container import ContainerView
+from edge_core.runtime.container import ContainerState, ContainerView
 from edge_core.runtime.docker import DockerRuntime
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,8 @@ class DriverGuard:
         self._window = window
         self._troubleshooting_url = troubleshooting_url
         self._environment_of = environment_of
+        # The restart policy each parked driver had, given back on release.
+        self._policies: dict[str, str] = {}
 
     def record(self, result: PassResult) -> dict[str, Desired]:
         """Tell the supervisor what a pass launched; the containers now desired."""
@@ -93,9 +96,15 @@ class DriverGuard:
                 status.outcome == "running",
                 reason=status.reason,
             )
-        self._supervisor.forget(
+        gone = self._supervisor.forget(
             [name for name in self._supervisor.known() if name not in desired]
         )
+        for name, twin_uuid in gone:
+            # Its twin is no longer ours: what was open about it is over.
+            log.info("%s is no longer managed; its open alerts are resolved", name)
+            self._alerts.resolve_active(
+                twin_uuid, ["driver_restart_loop", "driver_health"]
+            )
         return desired
 
     def look(
@@ -104,12 +113,27 @@ class DriverGuard:
         views: Sequence[ContainerView],
         desired: Mapping[str, Desired],
         forwarder: LogForwarder | None,
+        *,
+        busy: Set[str] = frozenset(),
     ) -> PassDue:
-        """Act on one cycle's view of the containers; how soon a pass is due."""
-        verdict = self._supervisor.observe(desired, observations(views))
+        """Act on one cycle's view of the containers; how soon a pass is due.
+
+        ``busy`` are the containers a running pass is launching: they are
+        left to it this cycle.
+        """
+        # A driver renamed by hand is given its name back by the next pass;
+        # until then it is not "removed" (and raises no alert).
+        reclaim = self._renamed(views, desired) - set(busy)
+        verdict = self._supervisor.observe(
+            desired, observations(views), skip=reclaim | set(busy)
+        )
+        by_name = {view.name: view for view in views}
         for park in verdict.park:
+            seen = by_name.get(park.name)
+            if seen is not None and seen.restart_policy not in ("", "no"):
+                self._policies[park.name] = seen.restart_policy
             self._park(runtime, park)
-        self.release(verdict.cleared)
+        self.release(verdict.cleared, runtime)
         for down in verdict.went_down:
             log.warning("driver container %s stopped: %s", down.name, down.detail)
             self._alerts.raise_alert(
@@ -124,28 +148,70 @@ class DriverGuard:
         if forwarder is not None:
             self._follow_running(forwarder, views, desired)
 
-        if verdict.park or verdict.cleared or self._to_revive(views, desired):
+        if verdict.park or verdict.cleared or reclaim:
             return PassDue.NOW
-        running = {view.name for view in views if view.running}
-        if any(name not in running for name in desired):
+        if self._to_revive(views, desired, busy):
+            return PassDue.NOW
+        settled = {
+            view.name
+            for view in views
+            if view.running or view.state is ContainerState.PAUSED
+        }
+        if any(name not in settled and name not in busy for name in desired):
             # A held or settling driver; passes back to back while a hold
             # lasts would only spin.
             return PassDue.NEXT_CYCLE
         return PassDue.LATER
 
-    def release(self, cleared: Iterable[Cleared]) -> None:
-        """Drivers whose parking ended: their restart-loop alert is resolved."""
+    def release(
+        self, cleared: Iterable[Cleared], runtime: DockerRuntime | None = None
+    ) -> None:
+        """Drivers whose parking ended: their restart-loop alert is resolved
+        and, with ``runtime``, the restart policy parking took is given back
+        (a driver a person started by hand would otherwise keep ``no``)."""
         for name, twin_uuid, reason in cleared:
             log.info("%s is no longer parked: %s", name, reason)
             self._alerts.resolve_active(twin_uuid, ["driver_restart_loop"])
+            policy = self._policies.pop(name, "unless-stopped")
+            if runtime is None:
+                continue
+            try:
+                if runtime.inspect(name, fingerprint=self._fingerprint) is not None:
+                    runtime.update_restart_policy(
+                        name, policy, fingerprint=self._fingerprint
+                    )
+            except EdgeCoreError as exc:
+                log.warning("could not give %s its restart policy back: %s", name, exc)
+
+    @staticmethod
+    def _renamed(
+        views: Sequence[ContainerView], desired: Mapping[str, Desired]
+    ) -> set[str]:
+        """Desired names whose twin's container runs under another name."""
+        names = {view.name for view in views}
+        others = {
+            view.twin_uuid
+            for view in views
+            if view.name not in desired and view.twin_uuid
+        }
+        return {
+            name
+            for name, wanted in desired.items()
+            if name not in names and wanted.twin_uuid in others
+        }
 
     def _to_revive(
-        self, views: Sequence[ContainerView], desired: Mapping[str, Desired]
+        self,
+        views: Sequence[ContainerView],
+        desired: Mapping[str, Desired],
+        busy: Set[str],
     ) -> bool:
         """True when a desired driver is down or gone and nothing holds it."""
         states = {view.name: view.state.value for view in views}
         held = self._supervisor.hold()
         for name in desired:
+            if name in busy:
+                continue
             state = states.get(name)
             if name not in held and (state is None or state in DOWN_STATES):
                 return True
@@ -153,12 +219,12 @@ class DriverGuard:
 
     def _park(self, runtime: DockerRuntime, park: Park) -> None:
         log.warning(
-            "driver %s restarted %d times within %.0f s; stopped for %.0f min "
+            "driver %s restarted %d times within %.0f s; stopped for %s "
             "(restart loop %d); fix the driver or its device, see %s",
             park.name,
             park.restarts,
             self._window,
-            park.cooloff / 60.0,
+            format_duration(park.cooloff),
             park.loop,
             self._troubleshooting_url,
         )

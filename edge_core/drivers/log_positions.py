@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 
 from edge_core.config.files import atomic_write_json
 from edge_core.drivers.logs import LogPosition
+from edge_core.logsetup import ProblemLog, format_exception_line
 
 log = logging.getLogger(__name__)
 
@@ -80,3 +82,48 @@ def _position(entry: object) -> LogPosition | None:
     if timestamp.tzinfo is None:
         return None
     return LogPosition(container_id, timestamp)
+
+
+class PositionKeeper:
+    """Writes the positions when they changed, at most once per ``every`` s.
+
+    Lines forwarded since the last write are sent again after a power cut,
+    never lost. A write that fails is said once (the positions are only a
+    cache) and tried again at the next chance.
+    """
+
+    def __init__(
+        self, path: Path, *, every: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.path = path
+        self._every = every
+        self._clock = clock
+        self._saved: dict[str, LogPosition] = {}
+        self._due = 0.0
+        self._problems = ProblemLog(log)
+
+    def load(self) -> dict[str, LogPosition]:
+        """The positions the last process kept."""
+        self._saved = load_positions(self.path)
+        return dict(self._saved)
+
+    def save(self, positions: Mapping[str, LogPosition], *, now: bool = False) -> None:
+        """Write ``positions`` if they changed and a write is due (or ``now``)."""
+        if not now and self._clock() < self._due:
+            return
+        if dict(positions) == self._saved:
+            return
+        self._due = self._clock() + self._every
+        try:
+            save_positions(self.path, positions)
+        except OSError as exc:
+            self._problems.report(
+                "save",
+                "could not save %s: %s; after a restart the edge core sends "
+                "the last lines of each driver log again",
+                self.path,
+                format_exception_line(exc),
+            )
+            return
+        self._problems.clear("save")
+        self._saved = dict(positions)

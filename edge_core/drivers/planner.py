@@ -8,12 +8,12 @@ reported as an orphan and left for a person to remove.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-from edge_core.model.spec import ContainerSpec
+from edge_core.model.spec import LABEL_SERVICE, LABEL_TWIN, ContainerSpec
 
 
 class Observed(Protocol):
@@ -51,6 +51,8 @@ class Plan:
     launches: tuple[Launch, ...] = ()
     adopted: tuple[str, ...] = ()
     waiting: tuple[str, ...] = ()
+    paused: tuple[str, ...] = ()
+    """Paused by a person (``docker pause``): left as they are."""
     orphans: tuple[str, ...] = ()
 
     @property
@@ -81,6 +83,8 @@ def _decide(spec: ContainerSpec, current: Observed | None) -> Launch | str:
         return "adopted"
     if state == "restarting":
         return "waiting"
+    if state == "paused":
+        return "paused"
     return Launch(spec, Action.RELAUNCH, f"container is {state}")
 
 
@@ -90,16 +94,13 @@ def plan(desired: Sequence[ContainerSpec], current: Iterable[Observed]) -> Plan:
     wanted = {spec.name for spec in desired}
 
     launches: list[Launch] = []
-    adopted: list[str] = []
-    waiting: list[str] = []
+    left: dict[str, list[str]] = {"adopted": [], "waiting": [], "paused": []}
     for spec in desired:
         decision = _decide(spec, by_name.get(spec.name))
         if isinstance(decision, Launch):
             launches.append(decision)
-        elif decision == "adopted":
-            adopted.append(spec.name)
         else:
-            waiting.append(spec.name)
+            left[decision].append(spec.name)
 
     orphans = sorted(
         name
@@ -108,7 +109,52 @@ def plan(desired: Sequence[ContainerSpec], current: Iterable[Observed]) -> Plan:
     )
     return Plan(
         launches=tuple(launches),
-        adopted=tuple(adopted),
-        waiting=tuple(waiting),
+        adopted=tuple(left["adopted"]),
+        waiting=tuple(left["waiting"]),
+        paused=tuple(left["paused"]),
         orphans=tuple(orphans),
     )
+
+
+class Labelled(Protocol):
+    """A container as ``renamed`` needs to see it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+
+    @property
+    def running(self) -> bool: ...
+
+
+def renamed(
+    desired: Sequence[ContainerSpec], current: Iterable[Labelled]
+) -> dict[str, str]:
+    """Containers of ours that serve a desired driver under another name.
+
+    A person may ``docker rename`` a driver; launching the desired name
+    anew would then run two drivers for one device. Returns the current
+    name of each such container and the name to give it back (a running
+    one first when there are several), for desired names that are free.
+    """
+    containers = list(current)
+    taken = {container.name for container in containers}
+    wanted = {spec.name for spec in desired}
+    found: dict[str, str] = {}
+    for spec in desired:
+        if spec.name in taken:
+            continue
+        candidates = [
+            container
+            for container in containers
+            if container.name not in wanted
+            and container.name not in found
+            and container.labels.get(LABEL_TWIN) == spec.twin_uuid
+            and container.labels.get(LABEL_SERVICE) == spec.service
+        ]
+        candidates.sort(key=lambda container: not container.running)
+        if candidates:
+            found[candidates[0].name] = spec.name
+    return found

@@ -20,10 +20,11 @@ and assets (fresh from the backend or from the persisted snapshot).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -32,7 +33,7 @@ from edge_core.alerts.book import AlertBook
 from edge_core.alerts.launches import LaunchAlerts
 from edge_core.cloud import topics
 from edge_core.drivers.logs import FollowTarget, LogForwarder, Publish
-from edge_core.drivers.planner import Launch, Plan, plan
+from edge_core.drivers.planner import Launch, Plan, plan, renamed
 from edge_core.drivers.pulls import ImagePreparer, ImageReady
 from edge_core.errors import ContainerError, DriverSpecError, EdgeCoreError
 from edge_core.model.desired import (
@@ -120,6 +121,20 @@ class PassResult:
         )
 
     @property
+    def converged(self) -> bool:
+        """Nothing left for a pass to do until something changes.
+
+        Every driver container runs (or is paused by a person), and no
+        twin file is missing; a twin with no container at all (its
+        metadata is broken, or it has no driver) gives a pass nothing to
+        retry either. A held, waiting or failed driver is not converged.
+        """
+        if self.missing_twin_files:
+            return False
+        containers = [d for d in self.drivers if d.phase != SPEC_FAILURE_PHASE]
+        return all(d.outcome in ("running", "adopted", "paused") for d in containers)
+
+    @property
     def launched(self) -> tuple[str, ...]:
         """The containers this pass started and saw running."""
         return tuple(d.container_name for d in self.drivers if d.outcome == "running")
@@ -141,6 +156,7 @@ class _Run:
     current: Mapping[str, ContainerView]
     pull: bool
     alerts: LaunchAlerts
+    hold_reason: HoldReason | None = None
     statuses: dict[str, DriverStatus] = field(default_factory=dict)
     desired: dict[str, tuple[str, str]] = field(default_factory=dict)
 
@@ -155,7 +171,11 @@ def _likely_launch(spec: ContainerSpec, view: ContainerView | None) -> bool:
         return True
     if view.image != spec.image:
         return True
-    return view.state not in (ContainerState.RUNNING, ContainerState.RESTARTING)
+    return view.state not in (
+        ContainerState.RUNNING,
+        ContainerState.RESTARTING,
+        ContainerState.PAUSED,
+    )
 
 
 def _failure_detail(result: ProbeResult) -> str:
@@ -199,6 +219,13 @@ class DriverReconciler:
             stall_timeout=options.pull_stall_timeout,
         )
         self._adopted: set[str] = set()
+        # Orphans and broken metadata already told about, so a pass repeats
+        # neither the INFO/ERROR line nor the alert.
+        self._orphans_told: set[str] = set()
+        self._spec_failures_told: dict[str, str] = {}
+        # Containers a pass is creating, starting or probing right now.
+        self._launching: set[str] = set()
+        self._launching_lock = threading.Lock()
         # The phase of each container's last failed launch, so a held retry
         # can say what it waits to try again.
         self._failed_phase: dict[str, str | None] = {}
@@ -237,9 +264,10 @@ class DriverReconciler:
             and not self._has_twin_file(twin.uuid)
         )
         environments = {t.uuid: t.environment_uuid for t in topology.linked}
-        current = {
-            c.name: c for c in self._runtime.list_managed(self._options.fingerprint)
-        }
+        current = self._reclaim(
+            draft.specs,
+            {c.name: c for c in self._runtime.list_managed(self._options.fingerprint)},
+        )
         if hold_reason is not None:
             hold = dict(hold)
             for spec in draft.specs:
@@ -247,9 +275,15 @@ class DriverReconciler:
                 reason = hold_reason(spec.name, seen.state.value if seen else None)
                 if reason is not None and spec.name not in hold:
                     hold[spec.name] = reason
-        run = _Run(build, current, pull, LaunchAlerts(self._alerts, environments))
+        run = _Run(
+            build,
+            current,
+            pull,
+            LaunchAlerts(self._alerts, environments),
+            hold_reason=hold_reason,
+        )
         self._spec_failures(run, draft)
-        orphans = self._orphans(draft, current, hold)
+        orphans = self._orphans(draft, current)
         active = [spec for spec in draft.specs if spec.name not in hold]
         run.desired.update(
             (spec.name, (spec.twin_uuid, spec.spec_hash)) for spec in active
@@ -319,11 +353,27 @@ class DriverReconciler:
 
         return build
 
+    def _reclaim(
+        self, specs: Sequence[ContainerSpec], current: dict[str, ContainerView]
+    ) -> dict[str, ContainerView]:
+        """Give a renamed driver container its name back, so no second one
+        is started for the same device; the containers as they are then."""
+        for old, new in renamed(specs, current.values()).items():
+            log.info(
+                "container %s is the driver %s under another name; renaming it back",
+                old,
+                new,
+            )
+            try:
+                self._runtime.rename(old, new, fingerprint=self._options.fingerprint)
+            except EdgeCoreError as exc:
+                log.warning("could not rename %s back to %s: %s", old, new, exc)
+                continue
+            current[new] = replace(current.pop(old), name=new)
+        return current
+
     def _orphans(
-        self,
-        draft: DesiredDrivers,
-        current: Mapping[str, ContainerView],
-        hold: Mapping[str, str],
+        self, draft: DesiredDrivers, current: Mapping[str, ContainerView]
     ) -> tuple[str, ...]:
         """Containers of twins no longer linked: reported, never touched.
 
@@ -335,18 +385,33 @@ class DriverReconciler:
         orphans = tuple(
             name
             for name in plan(draft.specs, current.values()).orphans
-            if name not in hold and current[name].twin_uuid not in linked
+            if current[name].twin_uuid not in linked
         )
         for name in orphans:
-            log.info("ignoring orphan container %s: its twin is no longer linked", name)
+            level = logging.DEBUG if name in self._orphans_told else logging.INFO
+            log.log(
+                level,
+                "ignoring orphan container %s: its twin is no longer linked",
+                name,
+            )
+        self._orphans_told = set(orphans)
         return orphans
 
     def _spec_failures(self, run: _Run, draft: DesiredDrivers) -> None:
         """Twins whose metadata cannot become a container fail alone."""
+        told, self._spec_failures_told = self._spec_failures_told, {}
         for failure in draft.failures:
-            log.error(
-                "driver of twin %s cannot start: %s", failure.twin_uuid, failure.reason
+            # Said (and raised) when it starts or changes, not at every pass.
+            new = told.get(failure.twin_uuid) != failure.reason
+            self._spec_failures_told[failure.twin_uuid] = failure.reason
+            log.log(
+                logging.ERROR if new else logging.DEBUG,
+                "driver of twin %s cannot start: %s",
+                failure.twin_uuid,
+                failure.reason,
             )
+            if new:
+                run.alerts.spec_failure(failure)
             run.statuses[f"twin {failure.twin_uuid}"] = DriverStatus(
                 twin_uuid=failure.twin_uuid,
                 container_name="",
@@ -355,7 +420,6 @@ class DriverReconciler:
                 phase=SPEC_FAILURE_PHASE,
                 reason=f"{failure.title}: {failure.reason}",
             )
-            run.alerts.spec_failure(failure)
 
     def _hold(
         self, run: _Run, held: Sequence[ContainerSpec], hold: Mapping[str, str]
@@ -465,8 +529,7 @@ class DriverReconciler:
         steps = plan(final, [run.current[n] for n in names if n in run.current])
         run.statuses.update(self._settled(steps, final, run.alerts))
         return [
-            launches.submit(self._launch, step, probes, run.alerts)
-            for step in steps.launches
+            launches.submit(self._launch, step, probes, run) for step in steps.launches
         ]
 
     def _settled(
@@ -488,6 +551,14 @@ class DriverReconciler:
             alerts.discard(name)
             statuses[name] = self._status(
                 by_name[name], "waiting", reason="Docker is restarting it"
+            )
+        for name in steps.paused:
+            alerts.discard(name)
+            log.debug("%s is paused; left as it is", name)
+            statuses[name] = self._status(
+                by_name[name],
+                "paused",
+                reason=f"paused by hand; left alone until: docker unpause {name}",
             )
         return statuses
 
@@ -544,10 +615,59 @@ class DriverReconciler:
             )
         )
 
+    def launching(self) -> frozenset[str]:
+        """Containers a pass is creating, starting or probing right now.
+
+        Supervision leaves them alone while it runs beside a pass.
+        """
+        with self._launching_lock:
+            return frozenset(self._launching)
+
+    def _busy(self, name: str, busy: bool) -> None:
+        with self._launching_lock:
+            if busy:
+                self._launching.add(name)
+            else:
+                self._launching.discard(name)
+
     def _launch(
-        self, step: Launch, probes: ThreadPoolExecutor, alerts: LaunchAlerts
+        self, step: Launch, probes: ThreadPoolExecutor, run: _Run
     ) -> Future[DriverStatus] | DriverStatus:
-        """Remove, create and start; the wait for running goes to ``probes``."""
+        """Remove, create and start; the wait for running goes to ``probes``.
+
+        The hold is asked again first: supervision runs beside the pass, and
+        may have parked the driver while its image was pulled.
+        """
+        spec, alerts = step.spec, run.alerts
+        seen = run.current.get(spec.name)
+        reason = (
+            run.hold_reason(spec.name, seen.state.value if seen else None)
+            if run.hold_reason is not None
+            else None
+        )
+        if reason is not None:
+            log.debug("not launching %s after all: %s", spec.name, reason)
+            alerts.discard(spec.name)
+            return self._status(spec, "held", reason=reason)
+        self._busy(spec.name, True)
+        try:
+            failed = self._start(step, alerts)
+            if failed is None:
+                return probes.submit(self._probed, spec, alerts)
+        except BaseException:
+            self._busy(spec.name, False)
+            raise
+        self._busy(spec.name, False)
+        return failed
+
+    def _probed(self, spec: ContainerSpec, alerts: LaunchAlerts) -> DriverStatus:
+        try:
+            return self._await_running(spec, alerts)
+        finally:
+            self._busy(spec.name, False)
+
+    def _start(self, step: Launch, alerts: LaunchAlerts) -> DriverStatus | None:
+        """Remove, create and start; None when started, else the failure."""
         spec = step.spec
         opts = self._options
         log.debug("%s %s: %s", step.action.value, spec.name, step.reason)
@@ -572,7 +692,7 @@ class DriverReconciler:
             log.error("driver %s failed to start: %s", spec.name, exc)
             self._discard(spec.name)
             return self._failed(spec, alerts, phase=exc.phase, detail=str(exc))
-        return probes.submit(self._await_running, spec, alerts)
+        return None
 
     def _await_running(self, spec: ContainerSpec, alerts: LaunchAlerts) -> DriverStatus:
         """Probe a started driver until it runs, settles or fails."""

@@ -21,11 +21,14 @@ alerts) is the caller's job. Containers of twins that are no longer linked
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 from edge_core.config.settings import Settings
 from edge_core.drivers.verdict import (
@@ -45,6 +48,20 @@ from edge_core.drivers.verdict import (
 )
 
 log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _locked(method: F) -> F:
+    """Run ``method`` holding the supervisor's lock."""
+
+    @functools.wraps(method)
+    def call(self: Supervisor, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return cast(F, call)
+
 
 Clock = Callable[[], float]
 
@@ -115,8 +132,8 @@ class Supervisor:
     stopping or removing a driver on purpose, so that it is not reported as
     gone down. ``restore`` re-parks drivers a previous run had parked.
 
-    It holds no lock: calls must not overlap, except that ``hold``,
-    ``hold_reason`` and ``flapping`` only read.
+    Thread-safe: the loop observes while a pass on another thread asks
+    ``hold_reason``; every public call holds one lock.
     """
 
     def __init__(
@@ -146,6 +163,7 @@ class Supervisor:
         self._tracks: dict[str, _Track] = {}
         self._desired: dict[str, Desired] = {}
         self._observed = False
+        self._lock = threading.RLock()
 
     @classmethod
     def from_settings(
@@ -170,13 +188,19 @@ class Supervisor:
 
     # -- the cycle -------------------------------------------------------
 
+    @_locked
     def observe(
-        self, desired: Mapping[str, Desired], current: Sequence[Observation]
+        self,
+        desired: Mapping[str, Desired],
+        current: Sequence[Observation],
+        *,
+        skip: Set[str] = frozenset(),
     ) -> Verdict:
         """Take in one cycle's containers; return what changed.
 
         ``current`` may hold containers that are not desired (orphans):
-        they are ignored.
+        they are ignored. Desired names in ``skip`` (a pass is launching
+        them right now) are not looked at this cycle.
         """
         now = self._clock()
         by_name = {observation.name: observation for observation in current}
@@ -184,6 +208,8 @@ class Supervisor:
         self._observed = True
         events = _Events()
         for name, want in desired.items():
+            if name in skip:
+                continue
             track = self._tracks.setdefault(name, _Track(twin_uuid=want.twin_uuid))
             track.twin_uuid = want.twin_uuid
             seen = by_name.get(name)
@@ -195,6 +221,7 @@ class Supervisor:
             self._note_presence(track, seen, now)
         return events.verdict()
 
+    @_locked
     def hold(self) -> dict[str, str]:
         """Desired containers not to launch in the next pass, with the reason.
 
@@ -211,6 +238,7 @@ class Supervisor:
                 held[name] = reason
         return held
 
+    @_locked
     def hold_reason(self, name: str, state: str | None) -> str | None:
         """Why not to launch ``name`` now, judged on its state seen just now.
 
@@ -237,6 +265,7 @@ class Supervisor:
             return f"{state} since the last look; revived once that is reported"
         return reason
 
+    @_locked
     def launched(
         self, name: str, spec_hash: str, ok: bool, *, reason: str | None = None
     ) -> None:
@@ -279,6 +308,7 @@ class Supervisor:
         track.missing_since = None
         track.removed_by_us = False
 
+    @_locked
     def stopped_by_us(self, name: str) -> None:
         """Say that the edge core is about to stop or remove ``name`` itself.
 
@@ -287,6 +317,7 @@ class Supervisor:
         """
         self._track(name).stopping = True
 
+    @_locked
     def restore(
         self,
         name: str,
@@ -313,6 +344,7 @@ class Supervisor:
             cooloff=self._cooloff,
         )
 
+    @_locked
     def reset(self, names: Iterable[str] | None = None) -> tuple[Cleared, ...]:
         """Forget parking, restarts and launch backoff (``restart_edge_core``).
 
@@ -332,24 +364,27 @@ class Supervisor:
             track.error = None
         return tuple(cleared)
 
-    def forget(self, names: Iterable[str]) -> tuple[str, ...]:
+    @_locked
+    def forget(self, names: Iterable[str]) -> tuple[tuple[str, str], ...]:
         """Drop containers no longer desired (their twin was unlinked).
 
-        Returns the forgotten names that were still parked or down, whose
-        alerts the caller may want to resolve.
+        Returns (name, twin uuid) of those that were still parked or down,
+        whose alerts the caller resolves.
         """
-        open_incidents: list[str] = []
+        open_incidents: list[tuple[str, str]] = []
         for name in names:
             track = self._tracks.pop(name, None)
             self._desired.pop(name, None)
             if track is not None and (track.park is not None or track.down):
-                open_incidents.append(name)
+                open_incidents.append((name, track.twin_uuid))
         return tuple(open_incidents)
 
+    @_locked
     def known(self) -> tuple[str, ...]:
         """Every container name remembered, desired now or not."""
         return tuple(self._tracks)
 
+    @_locked
     def flapping(self) -> dict[str, FlapInfo]:
         """Every parked driver, still in its cool-off or retrying after it."""
         now, wall = self._clock(), self._wall()

@@ -368,6 +368,11 @@ def build_driver_specs(
         fallbacks.update(result.fallbacks)
         dependencies.update(result.dependencies)
 
+    specs, collisions = _without_name_collisions(specs)
+    failures += collisions
+    for collision in collisions:
+        profiles.pop(collision.twin_uuid, None)
+
     return DesiredDrivers(
         specs=tuple(specs),
         failures=tuple(failures),
@@ -391,3 +396,40 @@ def twin_documents(
         if asset is not None:
             documents[twin.uuid] = twin_document(twin.raw, asset.raw)
     return documents
+
+
+def _without_name_collisions(
+    specs: Sequence[ContainerSpec],
+) -> tuple[list[ContainerSpec], list[DriverFailure]]:
+    """Drop the specs of twins whose container name another twin has.
+
+    Names keep only the first 8 characters of a twin uuid (protocol.md
+    4.1), so two twins can want one name. The twin with the smallest uuid
+    keeps it, whatever order the backend lists them in, so the container
+    is never handed from one twin to the other; the others fail with a
+    reason naming both.
+    """
+    owner: dict[str, str] = {}
+    for spec in specs:
+        current = owner.get(spec.name)
+        if current is None or spec.twin_uuid < current:
+            owner[spec.name] = spec.twin_uuid
+    losers: dict[str, tuple[str, str]] = {}
+    for spec in specs:
+        if owner[spec.name] != spec.twin_uuid:
+            losers.setdefault(spec.twin_uuid, (spec.name, owner[spec.name]))
+    kept = [spec for spec in specs if spec.twin_uuid not in losers]
+    failures = [
+        DriverFailure(
+            twin_uuid=twin_uuid,
+            title=TITLE_RUN_FAILED,
+            reason=(
+                f"its container name {name} is already the driver of twin "
+                f"{other} (their uuids start alike); one of the two twins needs "
+                "another uuid, only the driver of twin "
+                f"{other} runs on this edge"
+            ),
+        )
+        for twin_uuid, (name, other) in sorted(losers.items())
+    ]
+    return kept, failures

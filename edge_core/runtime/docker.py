@@ -317,6 +317,13 @@ class DockerRuntime:
         log.info("stopped container %s", name)
         return True
 
+    def rename(self, name: str, new_name: str, *, fingerprint: str) -> None:
+        """Give our container ``name`` the name ``new_name``."""
+        view = self._owned(name, fingerprint, phase="docker_error")
+        with translate_errors(f"rename container {name}", phase="docker_error"):
+            self._api.rename(view.id, new_name)
+        log.info("renamed container %s to %s", name, new_name)
+
     def restart(self, name: str, *, fingerprint: str, timeout: float = 10) -> bool:
         """Restart our container ``name`` (its bind mounts are made anew);
         False when it does not exist."""

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_core.config.environment import EnvironmentConfig, load_environment
-from edge_core.errors import ConfigError, EdgeCoreError
+from edge_core.errors import BackendUnavailable, ConfigError, EdgeCoreError
 from edge_core.logsetup import ProblemLog, format_exception_line
 from edge_core.model.linkage import linked_twins
 from edge_core.twins import desired_state
@@ -222,6 +222,37 @@ class DesiredStateKeeper:
             # Pushes and pulls move the baselines between downloads.
             self._twin_sync.persist()
         return changed or fresh
+
+    def for_restart(self, environment: EnvironmentConfig | None) -> Snapshot:
+        """What a restart starts: a fresh download, else the known desired
+        state of the same environment; raises when there is neither."""
+        current = self.snapshot
+        if environment is None:
+            if current is None:
+                raise EdgeCoreError(
+                    f"{self.environment_error}; no desired state "
+                    "is known to restart drivers from"
+                )
+            log.warning(
+                "environment.json is unusable; restarting the drivers of the "
+                "desired state downloaded last for environment %s",
+                current.environment_uuid,
+            )
+            return current
+        try:
+            return self.download(environment, refetch=True).snapshot
+        except BackendUnavailable as exc:
+            if current is None or current.environment_uuid != environment.uuid:
+                raise EdgeCoreError(
+                    f"could not download environment {environment.uuid} ({exc}) "
+                    "and no desired state of it is saved"
+                ) from exc
+            log.warning(
+                "could not download the environment during the restart (%s); "
+                "restarting the drivers of the saved desired state",
+                exc,
+            )
+            return current
 
     def _save(self, snapshot: Snapshot) -> None:
         path = self._config_dir / desired_state.FILE_NAME

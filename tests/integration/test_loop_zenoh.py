@@ -32,6 +32,7 @@ from tests.support.loop import (
     inspect,
     prepare_loop_edge,
     settled,
+    wait_cycles,
 )
 
 pytestmark = pytest.mark.integration
@@ -121,6 +122,39 @@ def test_a_router_that_cannot_run_holds_back_no_driver(
     assert "ZENOH_ROUTER_IMAGE" in row["fix"]
     assert report["healthy"] is False
     assert edge.stop(timeout=10) == 0
+
+
+def test_a_killed_router_is_started_again_within_a_cycle_or_two(
+    emulator: Emulator,
+    fingerprint: str,
+    new_edge: EdgeFactory,
+    driver_image: str,
+    router_image: str,
+    docker_client: docker.DockerClient,
+) -> None:
+    """docker kill on the router: the edge core sees it stop and starts it
+    again within a few cycles, not at the next full pass minutes later,
+    and the drivers are not touched."""
+    environment = driver_environment(fingerprint, [IDLE_SCRIPT])
+    edge = _start(
+        new_edge,
+        environment,
+        env={
+            "ZENOH_ROUTER_ENABLED": "true",
+            "ZENOH_ROUTER_IMAGE": router_image,
+            "ZENOH_ROUTER_PORT": str(free_port()),
+        },
+    )
+    router_name = f"cyberwave-zenoh-router-{environment.environment_uuid[:8]}"
+    [driver] = environment.driver_names
+    driver_id = (inspect(docker_client, driver) or {})["Id"]
+    docker_client.api.kill(router_name)
+
+    wait_cycles(edge, emulator, environment.environment_uuid, 4)
+    router = inspect(docker_client, router_name)
+    assert router is not None and router["State"]["Status"] == "running"
+    assert (inspect(docker_client, driver) or {})["Id"] == driver_id
+    assert check(edge.status_json(), "zenoh router")["ok"] is True
 
 
 def _start(

@@ -641,3 +641,23 @@ def test_junk_twins_and_assets_do_not_crash() -> None:
     desired = build(twins, junk_assets)
     assert desired.specs == ()
     assert [f.title for f in desired.failures] == [TITLE_ASSET_UNAVAILABLE]
+
+
+@pytest.mark.parametrize("order", [1, -1], ids=["listed-first", "listed-last"])
+def test_twins_whose_uuids_start_alike_do_not_share_a_container(order: int) -> None:
+    """Two twins wanting cyberwave-driver-0eaa9902: the smaller uuid keeps
+    it however the backend orders them; the other fails, naming both."""
+    first = "0eaa9902-65a7-4c3e-8f0a-2d7b8e4c1a90"
+    second = "0eaa9902-bb78-4d1e-9f8a-7b6c5d4e3f2a"
+    drivers = {"default": {"docker_image": "acme/driver:1"}}
+    twins = [twin_with(drivers, uuid=first), twin_with(drivers, uuid=second)]
+
+    desired = build(twins[::order], ASSETS)
+
+    assert [(s.name, s.twin_uuid) for s in desired.specs] == [
+        ("cyberwave-driver-0eaa9902", first)
+    ]
+    [failure] = desired.failures
+    assert failure.twin_uuid == second
+    assert failure.title == TITLE_RUN_FAILED
+    assert "cyberwave-driver-0eaa9902" in failure.reason and first in failure.reason

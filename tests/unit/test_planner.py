@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge_core.drivers.planner import Action, plan
-from edge_core.model.spec import ContainerSpec
+from edge_core.drivers.planner import Action, plan, renamed
+from edge_core.model.spec import LABEL_SERVICE, LABEL_TWIN, ContainerSpec
 
 
 @dataclass(frozen=True)
@@ -84,3 +84,50 @@ def test_unwanted_driver_is_an_orphan_and_never_removed() -> None:
     )
     assert result.orphans == ("cyberwave-driver-zz",)
     assert result.converged
+
+
+def test_paused_container_is_left_as_it_is() -> None:
+    """A container a person paused is neither relaunched nor adopted."""
+    result = plan(
+        [spec("cyberwave-driver-a")], [Seen("cyberwave-driver-a", "paused", "h1")]
+    )
+    assert result.converged
+    assert result.paused == ("cyberwave-driver-a",)
+
+
+@dataclass(frozen=True)
+class Named:
+    name: str
+    labels: dict[str, str]
+    running: bool = True
+
+
+TWIN = "7f3c2a10-5e4b-4d8a-9c61-0b2e7d9f4a13"
+
+
+def test_a_renamed_driver_is_found_under_its_new_name() -> None:
+    """A container of ours with the twin's label under a name nobody wants
+    is the driver to rename back; a running one is preferred."""
+    labels = {LABEL_TWIN: TWIN}
+    current = [
+        Named("cyberwave-driver-7f3c2a10-old", labels, running=False),
+        Named("cyberwave-driver-7f3c2a10-debug", labels),
+        Named("cyberwave-driver-other", {LABEL_TWIN: "someone-else"}),
+    ]
+
+    assert renamed([spec("cyberwave-driver-7f3c2a10")], current) == {
+        "cyberwave-driver-7f3c2a10-debug": "cyberwave-driver-7f3c2a10"
+    }
+
+
+def test_nothing_is_renamed_when_the_name_exists_or_the_service_differs() -> None:
+    """A desired name that exists needs nothing; a container of another
+    service of the same twin is not this driver."""
+    wanted = spec("cyberwave-driver-7f3c2a10")
+    service = Named(
+        "cyberwave-driver-7f3c2a10-db", {LABEL_TWIN: TWIN, LABEL_SERVICE: "db"}
+    )
+    present = Named("cyberwave-driver-7f3c2a10", {LABEL_TWIN: TWIN})
+
+    assert renamed([wanted], [service]) == {}
+    assert renamed([wanted], [present, Named("x", {LABEL_TWIN: TWIN})]) == {}

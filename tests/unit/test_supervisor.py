@@ -415,7 +415,7 @@ def test_forget_drops_a_parked_driver_and_names_it() -> None:
     park_once(sup, clock)
 
     assert sup.known() == (NAME,)
-    assert sup.forget([NAME, "cyberwave-driver-unknown"]) == (NAME,)
+    assert sup.forget([NAME, "cyberwave-driver-unknown"]) == ((NAME, TWIN),)
     assert sup.known() == ()
     assert sup.flapping() == {}
     assert sup.hold() == {}
@@ -660,6 +660,24 @@ def test_restored_parking_holds_the_first_pass() -> None:
 
     clock.advance(1)
     assert sup.hold() == {}
+
+
+def test_restored_parking_keeps_counting_loops() -> None:
+    """A driver parked in its second loop before the edge core restarted is
+    parked as its third loop, with the doubled cool-off, when it loops again."""
+    clock = FakeClock()
+    sup = make(clock)
+    sup.restore(NAME, twin_uuid=TWIN, parked_until_wall=clock.wall() + 10, loops=2)
+    sup.observe(want(), [seen("exited", restarts=6, cid="old")])
+    clock.advance(11)
+    assert sup.hold() == {}
+    sup.launched(NAME, "h1", True)
+    sup.observe(want(), [seen(restarts=0, cid="retry")])
+
+    clock.advance(5)
+    verdict = sup.observe(want(), [seen("restarting", restarts=5, cid="retry")])
+
+    assert [(p.loop, p.cooloff) for p in verdict.park] == [(3, 2400.0)]
 
 
 def test_restored_parking_is_released_by_a_spec_change() -> None:
