@@ -458,7 +458,9 @@ class Daemon:
         if collected is None:
             return
         error = collected.error
-        if isinstance(error, BackendUnavailable):
+        if isinstance(error, BackendUnavailable | AuthError | ConfigError):
+            # The backend is away, or will not take the token (a rotated
+            # one in credentials.json is picked up): not the environment's fault.
             if self._backend.failed(error):
                 log.warning(
                     "could not download the environment: %s; drivers keep "
@@ -876,6 +878,7 @@ class Daemon:
             log_lines_dropped=forwarder.dropped if forwarder else 0,
             restart=self._restarts.state,
             offline_since=self._backend.since,
+            desired_known=self._desired_state.current,
             broker_down_since=self._broker_down_since,
             zenoh_router=self._router.name,
             zenoh_router_error=self._router.error,

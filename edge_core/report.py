@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, MutableMapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from edge_core.errors import (
     EdgeCoreError,
     TemporaryError,
 )
-from edge_core.runtime.container import ContainerView
+from edge_core.runtime.container import ContainerState, ContainerView
 from edge_core.runtime.docker import DockerRuntime
 from edge_core.state import DaemonState, DriverStatus, read_state
 from edge_core.twins.desired_state import FILE_NAME as DESIRED_STATE_FILE
@@ -278,16 +278,17 @@ def container_rows(
             rows.append(_orphan_row(view, docker_state))
             continue
         outcome = outcomes.get(view.name)
-        rows.append(
-            _driver_row(
-                outcome,
-                name=view.name,
-                twin_uuid=view.twin_uuid,
-                image=view.image,
-                state=docker_state,
-                now=moment,
-            )
+        row = _driver_row(
+            outcome,
+            name=view.name,
+            twin_uuid=view.twin_uuid,
+            image=view.image,
+            state=docker_state,
+            now=moment,
         )
+        if not row.note and not view.running:
+            row = replace(row, note=_engine_note(view), restarts=view.restart_count)
+        rows.append(row)
     present = {view.name for view in views}
     for key, outcome in outcomes.items():
         if key in present:
@@ -331,12 +332,28 @@ def _driver_row(
     )
 
 
+def _engine_note(view: ContainerView) -> str:
+    """What the engine says of a driver that does not run, when the daemon
+    said nothing: a crash Docker keeps restarting, a pause, an exit."""
+    code = f", last exit code {view.exit_code}" if view.exit_code is not None else ""
+    if view.state is ContainerState.PAUSED:
+        return f"paused by hand; left alone until: docker unpause {view.name}"
+    if view.state is ContainerState.RESTARTING or view.restart_count:
+        return (
+            f"keeps crashing: Docker restarted it {view.restart_count} times{code}; "
+            "it is stopped if it restarts too often (the driver's log says why)"
+        )
+    return f"{view.state.value}{code}"
+
+
 def _outcome_note(outcome: DriverStatus, now: float) -> str:
     """What is wrong with a driver and what to do, or "" when nothing is."""
     if outcome.outcome == "failed":
         return f"failed: {outcome.reason}"
     if outcome.outcome == "flapping":
         return _flapping_note(outcome, now)
+    if outcome.outcome == "paused":
+        return outcome.reason or "paused"
     if outcome.outcome == "held":
         # A phase is that of the failed launch whose retry is waiting.
         phase = f" ({outcome.phase})" if outcome.phase else ""
@@ -416,8 +433,13 @@ def _backend_offline(state: DaemonState, config_dir: Path, now: float) -> Check 
     if state.backend_error:
         detail += f": {state.backend_error}"
     saved = _desired_saved_at(config_dir)
-    if saved is not None:
+    if state.desired_known is not False and saved is not None:
         detail += f"; running from {DESIRED_STATE_FILE} saved at {_when(saved, now)}"
+    elif saved is not None:
+        detail += (
+            f"; {DESIRED_STATE_FILE} is not used (another environment, or not "
+            "usable), so new drivers wait for the backend"
+        )
     else:
         detail += f"; no {DESIRED_STATE_FILE} yet, so drivers wait for the backend"
     return Check(
@@ -517,11 +539,27 @@ def _daemon_checks(state: DaemonState, config_dir: Path, now: float) -> list[Che
 
 
 def _disk(config_dir: Path) -> Check | None:
-    """A row only when the config dir's file system is (nearly) full."""
+    """A row only when the config dir cannot be written: full or read-only."""
     try:
         usage = os.statvfs(config_dir)
     except OSError:
         return None
+    unwritable = [
+        directory
+        for directory in (config_dir, config_dir / "run")
+        if directory.is_dir() and not os.access(directory, os.W_OK)
+    ]
+    if usage.f_flag & os.ST_RDONLY or unwritable:
+        where = unwritable[0] if unwritable else config_dir
+        return Check(
+            "disk",
+            False,
+            f"{where} cannot be written (read-only): twin files, "
+            "desired-state.json and the daemon's state are not saved; the files "
+            "there are kept as they are",
+            "make it writable again (a file system mounted read-only after an "
+            "error needs fsck and a remount)",
+        )
     free = usage.f_bavail * usage.f_frsize
     if free >= LOW_DISK_BYTES:
         return None

@@ -81,6 +81,9 @@ class DaemonState:
     # Epochs since when the backend, and the broker, could not be reached.
     offline_since: float | None = None
     broker_down_since: float | None = None
+    # Whether the daemon holds a desired state of the selected environment
+    # (downloaded, or read from desired-state.json); None from older daemons.
+    desired_known: bool | None = None
     # The Zenoh router's container name when the router is enabled, and
     # why it does not run when it failed.
     zenoh_router: str | None = None

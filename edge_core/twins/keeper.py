@@ -92,6 +92,7 @@ class DesiredStateKeeper:
         self._clock = clock
         self._fetches = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fetch")
         self._problems = ProblemLog(log)
+        self._notes = ProblemLog(log, level=logging.INFO)
         self.environment: EnvironmentConfig | None = None
         self.environment_error: str | None = None
         self.snapshot: Snapshot | None = None
@@ -145,7 +146,8 @@ class DesiredStateKeeper:
         if environment is None or saved is None:
             return False
         if saved.environment_uuid != environment.uuid:
-            log.info(
+            self._notes.report(
+                "other-environment",
                 "persisted desired state is for environment %s, not %s; "
                 "waiting for the backend",
                 saved.environment_uuid,

@@ -165,12 +165,33 @@ def test_failed_driver_without_container_keeps_its_phase_and_reason() -> None:
 
 
 def test_containers_without_daemon_state_are_listed_plainly() -> None:
-    """Without a state file, the engine's containers are listed as they are."""
+    """Without a state file, the engine's containers are listed as they are,
+    with what the engine says of one that does not run."""
     rows = container_rows([view(status="exited")], None, now=NOW)
 
     assert [(r.name, r.state, r.note, r.ok) for r in rows] == [
-        (ROBOT, "exited", "", False)
+        (ROBOT, "exited", "exited, last exit code 0", False)
     ]
+
+
+def test_a_driver_docker_keeps_restarting_says_how_often_and_why() -> None:
+    """A crash loop below the restart-loop threshold is still explained:
+    how many restarts, the last exit code, what happens next."""
+    crashing = ContainerView.from_inspect(
+        {
+            "Id": "id-1",
+            "Name": f"/{ROBOT}",
+            "RestartCount": 3,
+            "State": {"Status": "restarting", "ExitCode": 1},
+            "Config": {"Image": IMAGE, "Labels": {LABEL_TWIN: ROBOT_TWIN}},
+        }
+    )
+
+    [row] = container_rows([crashing], None, now=NOW)
+
+    assert row.note.startswith("keeps crashing: Docker restarted it 3 times")
+    assert "last exit code 1" in row.note
+    assert row.restarts == 3 and row.ok is False
 
 
 def test_held_retry_of_a_failed_launch_keeps_its_phase() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import calendar
 import json
 import os
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,21 @@ def test_backend_offline_names_the_time_error_and_saved_state(
     assert report.healthy is False
 
 
+def test_a_saved_state_the_daemon_refused_is_not_claimed(config_dir: Path) -> None:
+    """A desired-state.json of another environment is not what the drivers
+    run from, and the row says so."""
+    (config_dir / "desired-state.json").write_text(json.dumps({"fetched_at": SAVED_AT}))
+    write_state(
+        config_dir,
+        with_fields(offline_since=OFFLINE_SINCE, desired_known=False),
+    )
+
+    detail = check(gather(environ(config_dir), online=False), "backend").detail
+
+    assert "running from" not in detail
+    assert "desired-state.json is not used" in detail
+
+
 def test_backend_offline_without_saved_state(config_dir: Path) -> None:
     """Without a saved desired state the row says the drivers wait."""
     write_state(config_dir, with_fields(offline_since=OFFLINE_SINCE))
@@ -361,6 +377,30 @@ def test_twin_file_problems_fail_their_row(config_dir: Path) -> None:
     assert row.ok is False
     assert row.detail.startswith("the backend refused twin file /c/0.json")
     assert "(and 1 more)" in row.detail
+    assert report.healthy is False
+
+
+def test_a_read_only_run_dir_fails_the_disk_row(config_dir: Path) -> None:
+    """With run/ on a read-only mount the daemon cannot save its state, and
+    status says so instead of showing a stale state as healthy."""
+    run = config_dir / "run"
+    run.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(run)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs (run the tests as root): {mounted.stderr}")
+    try:
+        report = gather(environ(config_dir), online=False)
+    finally:
+        subprocess.run(["umount", str(run)], check=False, capture_output=True)
+
+    row = check(report, "disk")
+    assert row.ok is False
+    assert str(run) in row.detail and "read-only" in row.detail
     assert report.healthy is False
 
 
