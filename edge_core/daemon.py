@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import replace
@@ -55,7 +55,7 @@ from edge_core.errors import (
     EdgeCoreError,
     RuntimeUnavailable,
 )
-from edge_core.health import BootstrapHealthPublisher
+from edge_core.health import BootstrapHealth, BootstrapHealthPublisher
 from edge_core.host.metrics import HostMetricsSampler, host_facts
 from edge_core.host.platform import detect_platform, profile_keys
 from edge_core.logsetup import (
@@ -74,7 +74,6 @@ from edge_core.runtime.docker import DockerRuntime, EngineFacts
 from edge_core.runtime.watch import ContainerWatch
 from edge_core.state import (
     DaemonState,
-    DriverStatus,
     StateWriter,
     read_state,
     state_path,
@@ -151,7 +150,7 @@ class Daemon:
         )
         self._mqtt = MqttSession(mqtt_config(settings, credentials.token))
         self._metrics = HostMetricsSampler(min_interval=30.0)
-        self._health: BootstrapHealthPublisher | None = None
+        self._health = BootstrapHealth(self._health_publisher)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pass")
         # Backend and broker calls can hang for minutes (no answer, long
         # timeouts and retries); they run here so SIGTERM is answered at once.
@@ -196,7 +195,6 @@ class Daemon:
         )
         self._supervisor = Supervisor.from_settings(settings, clock=clock)
         previous = read_state(settings.config_dir)
-        self._restore_parking(previous)
         self._guard = DriverGuard(
             self._supervisor,
             self._alerts,
@@ -204,8 +202,9 @@ class Daemon:
             topic_prefix=self._prefix,
             window=settings.driver_restart_loop_window,
             troubleshooting_url=settings.driver_troubleshooting_url,
-            environment_of=self._environment_of,
+            environment_of=self._desired_state.environment_of,
         )
+        self._guard.restore(previous.drivers if previous else ())
         self._desired: dict[str, Desired] = {}
         self._router = RouterKeeper(fingerprint=fingerprint, version=__version__)
         self._inbox = CommandInbox(self._wake)
@@ -217,7 +216,6 @@ class Daemon:
         self._last_result: PassResult | None = None
         self._last_summary: str | None = None
         self._summaries_told: set[str] = set()
-        self._bootstrap_over = False
         self._linked: tuple[str, ...] = ()
         self._state_writer = StateWriter(state_path(settings.config_dir))
         self._positions = PositionKeeper(
@@ -228,17 +226,11 @@ class Daemon:
         self._watchdog_every = systemd.watchdog_interval()
         self._watchdog_at = float("-inf")
         self._link = EngineLink(
-            options=PassOptions(
-                config_dir=self._config_dir,
+            options=PassOptions.from_settings(
+                settings,
                 fingerprint=fingerprint,
-                topic_prefix=self._prefix,
+                profile_keys=profile_keys(self._facts),
                 version=__version__,
-                profile_keys=tuple(profile_keys(self._facts)),
-                parallelism=settings.driver_launch_parallelism,
-                pull_stall_timeout=settings.pull_timeout,
-                probe_timeout=settings.driver_startup_probe,
-                probe_interval=settings.driver_probe_interval,
-                remove_timeout=settings.driver_remove_timeout,
             ),
             logs=LogOptions(
                 version=__version__,
@@ -256,26 +248,6 @@ class Daemon:
             on_change=self._container_event,
             clock=clock,
         )
-
-    def _restore_parking(self, previous: DaemonState | None) -> None:
-        """Keep drivers parked by the previous run parked until their time."""
-        for status in previous.drivers if previous else ():
-            if status.outcome != "flapping" or status.parked_until is None:
-                continue
-            if status.parked_until <= time.time():
-                continue
-            self._supervisor.restore(
-                status.container_name,
-                twin_uuid=status.twin_uuid,
-                parked_until_wall=status.parked_until,
-                restarts=status.restarts or 0,
-                loops=status.loops or 1,
-            )
-            log.info(
-                "%s stays parked until %s (restart loop before this start)",
-                status.container_name,
-                time.strftime("%H:%M:%S UTC", time.gmtime(status.parked_until)),
-            )
 
     # -- tokens ---------------------------------------------------------
 
@@ -489,21 +461,9 @@ class Daemon:
         if collected.changed:
             self._pull_next = self._pull_next or collected.fresh
             self._pass_due = 0.0
-        self._remount(collected.remount)
-
-    def _remount(self, twin_uuids: Sequence[str]) -> None:
-        """Restart the drivers of twins whose file was made anew: a running
-        container still sees the old file until its mounts are made again."""
         runtime = self._runtime
-        if runtime is None or not twin_uuids:
-            return
-        for name, desired in self._desired.items():
-            if desired.twin_uuid not in twin_uuids:
-                continue
-            try:
-                runtime.restart(name, fingerprint=self.fingerprint)
-            except EdgeCoreError as exc:
-                log.warning("could not restart %s for its twin file: %s", name, exc)
+        if runtime is not None and collected.remount:
+            self._guard.remount(runtime, self._desired, collected.remount)
 
     # -- driver passes ---------------------------------------------------
 
@@ -532,7 +492,7 @@ class Daemon:
         self._linked = tuple(
             twin.uuid for twin in linked_twins(snapshot.twins, self.fingerprint)
         )
-        self._ensure_health_publisher()
+        self._health.needed(bool(self._linked))
         self._router.ensure(
             self._runtime_now(), self.settings, snapshot.environment_uuid
         )
@@ -603,20 +563,15 @@ class Daemon:
             )
         if result.all_running:
             # Drivers publish their own health from now on (protocol.md 2.5).
-            self._bootstrap_over = True
-            if self._health is not None:
-                self._health.stop()
-                self._health = None
+            self._health.drivers_running()
 
     def _lost_docker(self, exc: EdgeCoreError) -> None:
         self._link.lost(exc)
         self._router.forget()
         self._pass_due = 0.0
 
-    def _ensure_health_publisher(self) -> None:
-        if self._health is not None or not self._linked or self._bootstrap_over:
-            return
-        self._health = BootstrapHealthPublisher(
+    def _health_publisher(self) -> BootstrapHealthPublisher:
+        return BootstrapHealthPublisher(
             publish=self._mqtt.publish,
             topic_for=lambda twin: topics.edge_health(self._prefix, twin),
             fingerprint=self.fingerprint,
@@ -626,17 +581,8 @@ class Daemon:
             watchdog_layers=("systemd",) if systemd.watchdog_interval() else (),
             battery_wh=self.settings.battery_wh,
         )
-        self._health.start()
 
     # -- supervision ------------------------------------------------------
-
-    def _environment_of(self, twin_uuid: str) -> str | None:
-        snapshot = self._desired_state.snapshot
-        for twin in snapshot.twins if snapshot else ():
-            if twin.get("uuid") == twin_uuid:
-                value = twin.get("environment_uuid")
-                return value if isinstance(value, str) else None
-        return None
 
     def _supervise(self) -> None:
         """Watch the driver containers and act on what changed.
@@ -833,25 +779,6 @@ class Daemon:
 
     # -- state and shutdown ----------------------------------------------
 
-    def _driver_rows(self) -> tuple[DriverStatus, ...]:
-        result = self._last_result
-        if result is None:
-            return ()
-        flapping = self._supervisor.flapping()
-        rows: list[DriverStatus] = []
-        for status in result.drivers:
-            info = flapping.get(status.container_name)
-            if info is not None:
-                status = replace(
-                    status,
-                    outcome="flapping",
-                    restarts=info.restarts,
-                    parked_until=info.parked_until,
-                    loops=info.loops,
-                )
-            rows.append(status)
-        return tuple(rows)
-
     def _write_state(self) -> None:
         result = self._last_result
         forwarder = self._forwarder
@@ -871,7 +798,7 @@ class Daemon:
             ),
             mqtt_connected=self._mqtt.is_connected,
             settings_warnings=tuple(self.settings.warnings),
-            drivers=self._driver_rows(),
+            drivers=self._guard.rows(self._last_result),
             orphans=result.orphans if result else (),
             linked_twins=self._linked,
             without_driver=dict(result.without_driver) if result else {},
@@ -896,8 +823,7 @@ class Daemon:
         self._calls.shutdown(wait=False, cancel_futures=True)
         self._router.close()
         self._desired_state.close()
-        if self._health is not None:
-            self._health.stop()
+        self._health.stop()
         self._registration.stop()
         self._link.stop()
         if self._forwarder is not None:

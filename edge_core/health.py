@@ -114,3 +114,34 @@ class BootstrapHealthPublisher:
             except Exception:
                 log.exception("bootstrap health publish failed; retrying next tick")
             self._stop.wait(self._interval)
+
+
+class BootstrapHealth:
+    """The bootstrap publisher's life: from startup until drivers first run.
+
+    ``make`` builds the publisher when one is needed; once every driver ran
+    (drivers publish their own health, protocol.md 2.5) it is stopped and
+    never made again in this process.
+    """
+
+    def __init__(self, make: Callable[[], BootstrapHealthPublisher]) -> None:
+        self._make = make
+        self._publisher: BootstrapHealthPublisher | None = None
+        self._over = False
+
+    def needed(self, linked: bool) -> None:
+        """Publish while drivers start, when any twin is linked."""
+        if self._publisher is not None or self._over or not linked:
+            return
+        self._publisher = self._make()
+        self._publisher.start()
+
+    def drivers_running(self) -> None:
+        """Every driver runs: the drivers' own health takes over for good."""
+        self._over = True
+        self.stop()
+
+    def stop(self) -> None:
+        if self._publisher is not None:
+            self._publisher.stop()
+            self._publisher = None

@@ -21,7 +21,7 @@ import time
 from typing import TextIO
 
 MASK = "***"
-NOISY_LOGGERS = ("httpx", "httpcore", "docker", "urllib3", "paho")
+NOISY_LOGGERS = ("httpx", "httpcore", "docker", "urllib3")
 
 _FORMAT = "%(asctime)s.%(msecs)03d UTC [%(levelname)s] [%(name)s] %(message)s"
 _DATE_FORMAT = "%Y-%m-%d %H:%M:%S"

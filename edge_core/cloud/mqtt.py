@@ -542,6 +542,21 @@ def _alias_limit(config: MqttConfig, properties: Properties | None) -> int:
     return int(getattr(properties, "TopicAliasMaximum", 0) or 0)
 
 
+class _CallbackErrors(logging.Filter):
+    """Of paho's own log, only what a suppressed callback exception says."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage().startswith("Caught exception")
+
+
+def _paho_logger() -> logging.Logger:
+    """The logger paho reports to (made once per process)."""
+    logger = logging.getLogger("edge_core.cloud.paho")
+    if not any(isinstance(f, _CallbackErrors) for f in logger.filters):
+        logger.addFilter(_CallbackErrors())
+    return logger
+
+
 def _new_client(config: MqttConfig, client_id: str, *, reconnect: bool) -> paho.Client:
     """A paho client set up for ``config``; it does not connect yet."""
     protocol = paho.MQTTv5 if config.protocol == 5 else paho.MQTTv311
@@ -555,7 +570,7 @@ def _new_client(config: MqttConfig, client_id: str, *, reconnect: bool) -> paho.
     # A callback that raises despite its own guards is logged by paho
     # instead of ending the network thread (and every reconnect with it).
     client.suppress_exceptions = True
-    client.enable_logger(logging.getLogger("paho.mqtt"))
+    client.enable_logger(_paho_logger())
     if config.username:
         client.username_pw_set(config.username, config.password)
     if config.use_tls:

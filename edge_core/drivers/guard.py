@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
+from dataclasses import replace
 
 from edge_core.alerts.book import AlertBook
 from edge_core.cloud import topics
@@ -36,6 +38,7 @@ from edge_core.drivers.verdict import (
 from edge_core.errors import EdgeCoreError
 from edge_core.runtime.container import ContainerState, ContainerView
 from edge_core.runtime.docker import DockerRuntime
+from edge_core.state import DriverStatus
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +251,66 @@ class DriverGuard:
             },
             restarts=park.restarts,
         )
+
+    def remount(
+        self,
+        runtime: DockerRuntime,
+        desired: Mapping[str, Desired],
+        twin_uuids: Iterable[str],
+    ) -> None:
+        """Restart the drivers of twins whose file was made anew: a running
+        container still sees the old file until its mounts are made again."""
+        wanted = set(twin_uuids)
+        for name, want in desired.items():
+            if want.twin_uuid not in wanted:
+                continue
+            try:
+                runtime.restart(name, fingerprint=self._fingerprint)
+            except EdgeCoreError as exc:
+                log.warning("could not restart %s for its twin file: %s", name, exc)
+
+    # -- parking across edge core restarts ---------------------------------
+
+    def restore(self, previous: Iterable[DriverStatus]) -> None:
+        """Keep drivers the previous run parked parked until their time
+        (their rows in the last state file)."""
+        now = time.time()
+        for status in previous:
+            if status.outcome != "flapping" or status.parked_until is None:
+                continue
+            if status.parked_until <= now:
+                continue
+            self._supervisor.restore(
+                status.container_name,
+                twin_uuid=status.twin_uuid,
+                parked_until_wall=status.parked_until,
+                restarts=status.restarts or 0,
+                loops=status.loops or 1,
+            )
+            log.info(
+                "%s stays parked until %s (restart loop before this start)",
+                status.container_name,
+                time.strftime("%H:%M:%S UTC", time.gmtime(status.parked_until)),
+            )
+
+    def rows(self, result: PassResult | None) -> tuple[DriverStatus, ...]:
+        """The last pass's driver rows, parked ones marked as flapping."""
+        if result is None:
+            return ()
+        flapping = self._supervisor.flapping()
+        rows: list[DriverStatus] = []
+        for status in result.drivers:
+            info = flapping.get(status.container_name)
+            if info is not None:
+                status = replace(
+                    status,
+                    outcome="flapping",
+                    restarts=info.restarts,
+                    parked_until=info.parked_until,
+                    loops=info.loops,
+                )
+            rows.append(status)
+        return tuple(rows)
 
     def _follow_running(
         self,

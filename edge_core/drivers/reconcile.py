@@ -32,6 +32,7 @@ from typing import Any
 from edge_core.alerts.book import AlertBook
 from edge_core.alerts.launches import LaunchAlerts
 from edge_core.cloud import topics
+from edge_core.config.settings import Settings
 from edge_core.drivers.logs import FollowTarget, LogForwarder, Publish
 from edge_core.drivers.planner import Launch, Plan, plan, renamed
 from edge_core.drivers.pulls import ImagePreparer, ImageReady
@@ -86,6 +87,29 @@ class PassOptions:
     probe_timeout: float = 120.0
     probe_interval: float = 1.0
     remove_timeout: float = 60.0
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        fingerprint: str,
+        profile_keys: Sequence[str],
+        version: str,
+    ) -> PassOptions:
+        """The options of the daemon's passes, from its ``Settings``."""
+        return cls(
+            config_dir=settings.config_dir,
+            fingerprint=fingerprint,
+            topic_prefix=settings.mqtt_topic_prefix,
+            version=version,
+            profile_keys=tuple(profile_keys),
+            parallelism=settings.driver_launch_parallelism,
+            pull_stall_timeout=settings.pull_timeout,
+            probe_timeout=settings.driver_startup_probe,
+            probe_interval=settings.driver_probe_interval,
+            remove_timeout=settings.driver_remove_timeout,
+        )
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,15 @@ class DesiredStateKeeper:
             return False
         return environment is None or snapshot.environment_uuid == environment.uuid
 
+    def environment_of(self, twin_uuid: str) -> str | None:
+        """The environment uuid the desired state's listing gives a twin."""
+        snapshot = self.snapshot
+        for twin in snapshot.twins if snapshot else ():
+            if twin.get("uuid") == twin_uuid:
+                value = twin.get("environment_uuid")
+                return value if isinstance(value, str) else None
+        return None
+
     # -- environment.json ------------------------------------------------
 
     def reload_environment(self) -> EnvironmentConfig | None:

@@ -145,10 +145,6 @@ def test_restart_pushes_edits_then_recreates_every_driver(
     edge, environment = rig.edge, rig.environment
     edited_twin, other_twin = environment.twin_uuids
     before = container_ids(docker_client, new_edge.fingerprint)
-    inodes = {
-        twin_uuid: os.stat(edge.config_dir / f"{twin_uuid}.json").st_ino
-        for twin_uuid in environment.twin_uuids
-    }
     hang_listings(edge, emulator, environment.environment_uuid)
     edit_from_driver(docker_client, edited_twin)
 
@@ -194,9 +190,13 @@ def test_restart_pushes_edits_then_recreates_every_driver(
         what="every driver recreated and running",
     )
     assert set(after) == set(before)
+    lines = edge.log_lines()
     for twin_uuid in environment.twin_uuids:
         path = edge.config_dir / f"{twin_uuid}.json"
-        assert os.stat(path).st_ino != inodes[twin_uuid]
+        # Removed, then written anew (inode numbers may be reused, so the
+        # log says it, not the inode).
+        removed = _index_of(lines, f"removed cached twin file {path}")
+        assert _index_of(lines, f"wrote twin file {path}", after=removed) > removed
         assert json.loads(path.read_text())["uuid"] == twin_uuid
         assert len(alert_posts(emulator, "driver_starting", twin_uuid)) == 2
     assert json.loads(edited_file.read_text())["name"] == EDITED_NAME
@@ -224,6 +224,14 @@ def test_restart_pushes_edits_then_recreates_every_driver(
     )
     assert edge.log_text().count("restart_edge_core received") == 1
     assert other_twin in environment.twin_uuids
+
+
+def _index_of(lines: list[str], text: str, *, after: int = -1) -> int:
+    """The index of the first line after ``after`` holding ``text``."""
+    for index, line in enumerate(lines):
+        if index > after and text in line:
+            return index
+    raise AssertionError(f"no log line {text!r} after line {after}")
 
 
 def _all_new_and_running(

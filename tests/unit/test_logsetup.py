@@ -31,7 +31,7 @@ def restore_logging() -> Iterator[None]:
     handlers, level = list(root.handlers), root.level
     libraries = {
         n: logging.getLogger(n).level
-        for n in ("httpx", "httpcore", "docker", "urllib3", "paho")
+        for n in ("httpx", "httpcore", "docker", "urllib3")
     }
     yield
     root.handlers[:] = handlers
