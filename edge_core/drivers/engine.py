@@ -78,6 +78,7 @@ class EngineLink:
         self._clock = clock
         self.engine: Engine | None = None
         self.forwarder: LogForwarder | None = None
+        self._away = False
 
     @property
     def retry_due(self) -> float | None:
@@ -96,9 +97,15 @@ class EngineLink:
             runtime = DockerRuntime.connect()
         except RuntimeUnavailable as exc:
             delay = self._backoff.failed(self._clock())
-            log.warning("%s; retrying in %.1f s", exc, delay)
+            # Said once per outage; each retry is the DEBUG story.
+            level = logging.DEBUG if self._away else logging.WARNING
+            log.log(level, "%s; retrying in %.1f s", exc, delay)
+            self._away = True
             return None
         self._backoff.reset()
+        if self._away:
+            log.info("Docker engine reachable again")
+        self._away = False
         watch = ContainerWatch(
             runtime,
             self._options.fingerprint,
@@ -120,7 +127,8 @@ class EngineLink:
 
     def lost(self, exc: EdgeCoreError) -> None:
         """The engine went away: drop what was built on it."""
-        log.warning("%s; the pass will run again", exc)
+        log.warning("%s; reconnecting, drivers are looked at again then", exc)
+        self._away = True
         engine, self.engine = self.engine, None
         if engine is not None:
             engine.watch.stop()

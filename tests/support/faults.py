@@ -64,26 +64,46 @@ class CountingProxy:
     ``upstream_host:upstream_port``. When the upstream refuses, the client
     connection is reset at once, so a client sees a broker that is down
     and the attempt is still counted. Closing either side closes both.
+    ``unix`` makes the same proxy between two Unix sockets (the Docker
+    engine's, for one).
     """
 
     host = "127.0.0.1"
 
-    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+    def __init__(
+        self,
+        upstream_host: str,
+        upstream_port: int,
+        *,
+        listen_path: Path | None = None,
+        upstream_path: Path | None = None,
+    ) -> None:
         self._upstream = (upstream_host, upstream_port)
+        self._upstream_path = upstream_path
         self._lock = threading.Lock()
         self._attempts: list[Attempt] = []
         self._sockets: set[socket.socket] = set()
         self._closed = threading.Event()
-        self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._server.bind((self.host, 0))
+        if listen_path is None:
+            self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._server.bind((self.host, 0))
+            self.port: int = self._server.getsockname()[1]
+        else:
+            self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._server.bind(str(listen_path))
+            self.port = 0
         self._server.listen(64)
         self._server.settimeout(0.1)
-        self.port: int = self._server.getsockname()[1]
         self._thread = threading.Thread(
             target=self._accept_loop, name="counting-proxy", daemon=True
         )
         self._thread.start()
+
+    @classmethod
+    def unix(cls, listen_path: Path, upstream_path: Path) -> CountingProxy:
+        """A proxy listening at ``listen_path`` for ``upstream_path``."""
+        return cls("", 0, listen_path=listen_path, upstream_path=upstream_path)
 
     def attempts(self, *, since: float | None = None) -> list[Attempt]:
         """Connections so far, oldest first, from ``since`` (epoch) on."""
@@ -126,7 +146,7 @@ class CountingProxy:
     def _handle(self, client: socket.socket) -> None:
         at = time.time()
         try:
-            upstream = socket.create_connection(self._upstream, timeout=2.0)
+            upstream = self._connect_upstream()
         except OSError:
             with self._lock:
                 self._attempts.append(Attempt(at, forwarded=False))
@@ -138,6 +158,17 @@ class CountingProxy:
         threading.Thread(
             target=self._pump, args=(client, upstream), name="proxy-pump", daemon=True
         ).start()
+
+    def _connect_upstream(self) -> socket.socket:
+        if self._upstream_path is None:
+            return socket.create_connection(self._upstream, timeout=2.0)
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            upstream.connect(str(self._upstream_path))
+        except OSError:
+            upstream.close()
+            raise
+        return upstream
 
     def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
         peers = {client: upstream, upstream: client}
