@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import signal
-import uuid
 from typing import Any
 
 import docker
@@ -29,9 +28,10 @@ from tests.support.edge import (
     check,
     container_name,
     example_environment,
+    keepalives,
+    link_new_twin,
 )
 from tests.support.faults import RunningWatch, container_facts
-from tests.support.images import DRIVER_IMAGE
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +66,9 @@ def test_backend_500_then_hanging_then_healthy_never_touches_the_drivers(
             timeout=STARTUP_TIMEOUT,
             what="the daemon to notice the backend is away",
         )
-        added = _link_new_twin(emulator, example, fingerprint)
+        added = link_new_twin(
+            emulator, example, fingerprint, name="Gripper linked later"
+        )
         offline = check(edge.status_json(), "backend")
 
         # Phase 2: it accepts connections and never answers.
@@ -213,9 +215,9 @@ def test_boot_with_the_backend_away_keeps_the_saved_drivers_and_recreates_nothin
             what="the first download after the outage saved",
         )
         # A few more cycles, in which a needless recreation would happen.
-        seen = _keepalives(emulator)
+        seen = keepalives(emulator)
         edge.wait_for(
-            lambda: _keepalives(emulator) >= seen + 3,
+            lambda: keepalives(emulator) >= seen + 3,
             timeout=STARTUP_TIMEOUT,
             what="three more keepalives",
         )
@@ -268,41 +270,10 @@ def _hung(emulator: Emulator, since: int) -> int:
     return sum(1 for r in emulator.requests()[since:] if r.status is None)
 
 
-def _link_new_twin(
-    emulator: Emulator, example: ExampleEnvironment, fingerprint: str
-) -> str:
-    """Link one more twin with a driver of its own to the edge; its uuid."""
-    robot = next(t for t in example.twins if t["uuid"] == example.robot)
-    twin_uuid = str(uuid.uuid4())
-    emulator.backend.set_twin(
-        {
-            "uuid": twin_uuid,
-            "name": "Gripper linked during the outage",
-            "asset_uuid": robot["asset_uuid"],
-            "environment_uuid": example.environment_uuid,
-            "attach_to_twin_uuid": None,
-            "metadata": {
-                "edge_fingerprint": fingerprint,
-                "drivers": {
-                    "default": {
-                        "docker_image": DRIVER_IMAGE,
-                        "params": ["-e", "DRIVER_SCRIPT=sleep 3600"],
-                    }
-                },
-            },
-        }
-    )
-    return twin_uuid
-
-
 def _saved_at(edge: EdgeProcess) -> float:
     """When the environment in desired-state.json was downloaded."""
     saved = json.loads((edge.config_dir / "desired-state.json").read_text())
     return float(saved["fetched_at"])
-
-
-def _keepalives(emulator: Emulator) -> int:
-    return len(emulator.requests("POST", r"/edges/discover$"))
 
 
 def _adopted_all(edge: EdgeProcess, example: ExampleEnvironment) -> dict[str, Any]:

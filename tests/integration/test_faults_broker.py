@@ -25,6 +25,7 @@ from tests.support.edge import (
     EdgeProcess,
     check,
     example_environment,
+    keepalives,
 )
 from tests.support.faults import (
     CountingProxy,
@@ -108,9 +109,9 @@ def test_broker_outage_of_a_minute_reconnects_once_without_a_storm(
                 what="driver log lines after the broker came back",
             )
             # A few more cycles, in which a second session would show up.
-            seen = _keepalives(emulator)
+            seen = keepalives(emulator)
             edge.wait_for(
-                lambda: _keepalives(emulator) >= seen + 5,
+                lambda: keepalives(emulator) >= seen + 5,
                 timeout=STARTUP_TIMEOUT,
                 what="five more keepalives",
             )
@@ -164,7 +165,3 @@ def _ticks(seen: list[Seen], twin_uuid: str) -> int:
     topic = f"cyberwave/twin/{twin_uuid}/driverlog"
     lines = payloads(message for message in seen if message.topic == topic)
     return sum(1 for payload in lines if payload.get("message") == "INFO tick")
-
-
-def _keepalives(emulator: Emulator) -> int:
-    return len(emulator.requests("POST", r"/edges/discover$"))

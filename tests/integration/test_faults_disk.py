@@ -10,7 +10,6 @@ cannot even save the fingerprint stops with one line naming the file.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,11 +21,12 @@ from tests.support.docker_helpers import wait_for_drivers
 from tests.support.edge import (
     STARTUP_TIMEOUT,
     EdgeFactory,
-    EdgeProcess,
-    ExampleEnvironment,
     check,
     container_name,
     example_environment,
+    keepalives,
+    link_new_twin,
+    wait_keepalives,
 )
 from tests.support.faults import (
     RunningWatch,
@@ -35,7 +35,6 @@ from tests.support.faults import (
     small_tmpfs,
     tree_bytes,
 )
-from tests.support.images import DRIVER_IMAGE
 
 pytestmark = pytest.mark.integration
 
@@ -80,17 +79,19 @@ def test_full_disk_keeps_drivers_and_files_and_catches_up_once_freed(
         example.robot,
         {"metadata": {**robot["metadata"], "calibration_note": "x" * 20_000}},
     )
-    added = _link_new_twin(emulator, example, fingerprint)
+    added = link_new_twin(
+        emulator, example, fingerprint, name="Gripper linked while the disk was full"
+    )
     running = container_facts(docker_client, fingerprint)
 
     with RunningWatch(docker_client, fingerprint, example.driver_names) as watch:
         edge.start()
         edge.wait_for(
-            lambda: _keepalives(emulator) >= 3,
+            lambda: keepalives(emulator) >= 3,
             timeout=STARTUP_TIMEOUT,
             what="the edge core registered and looping",
         )
-        _wait_more_keepalives(edge, emulator, 5)
+        wait_keepalives(edge, emulator, 5)
         full_log = edge.log_text()
         status = edge.status_json()
 
@@ -174,45 +175,6 @@ def test_first_boot_on_a_full_disk_stops_with_one_line_naming_the_file(
 
 
 # -- helpers -------------------------------------------------------------------
-
-
-def _link_new_twin(
-    emulator: Emulator, example: ExampleEnvironment, fingerprint: str
-) -> str:
-    twin_uuid = str(uuid.uuid4())
-    robot = next(t for t in example.twins if t["uuid"] == example.robot)
-    emulator.backend.set_twin(
-        {
-            "uuid": twin_uuid,
-            "name": "Gripper linked while the disk was full",
-            "asset_uuid": robot["asset_uuid"],
-            "environment_uuid": example.environment_uuid,
-            "attach_to_twin_uuid": None,
-            "metadata": {
-                "edge_fingerprint": fingerprint,
-                "drivers": {
-                    "default": {
-                        "docker_image": DRIVER_IMAGE,
-                        "params": ["-e", "DRIVER_SCRIPT=sleep 3600"],
-                    }
-                },
-            },
-        }
-    )
-    return twin_uuid
-
-
-def _keepalives(emulator: Emulator) -> int:
-    return len(emulator.requests("POST", r"/edges/discover$"))
-
-
-def _wait_more_keepalives(edge: EdgeProcess, emulator: Emulator, count: int) -> None:
-    target = _keepalives(emulator) + count
-    edge.wait_for(
-        lambda: _keepalives(emulator) >= target,
-        timeout=STARTUP_TIMEOUT,
-        what=f"{count} more keepalives",
-    )
 
 
 def _mounts_twin_file(client: docker.DockerClient, twin_uuid: str) -> bool:

@@ -19,6 +19,7 @@ from tests.support.edge import (
     EdgeProcess,
     container_name,
     example_environment,
+    keepalives,
     status_row,
 )
 from tests.support.faults import ContainerFact, RunningWatch, container_facts
@@ -123,9 +124,9 @@ def test_crash_looping_driver_is_parked_and_flagged_while_the_other_runs(
             what="the crash-looping driver to be stopped",
         )
         # A few more cycles: a parked driver must stay stopped.
-        seen = _keepalives(emulator)
+        seen = keepalives(emulator)
         edge.wait_for(
-            lambda: _keepalives(emulator) >= seen + 3,
+            lambda: keepalives(emulator) >= seen + 3,
             timeout=STARTUP_TIMEOUT,
             what="three more keepalives",
         )
@@ -244,10 +245,6 @@ def _alerts(
 
 def _all_resolved(alerts: list[dict[str, object]]) -> bool:
     return bool(alerts) and all(alert["status"] == "resolved" for alert in alerts)
-
-
-def _keepalives(emulator: Emulator) -> int:
-    return len(emulator.requests("POST", r"/edges/discover$"))
 
 
 def _parked(

@@ -21,7 +21,12 @@ import pytest
 from edge_core.model.spec import LABEL_FINGERPRINT, LABEL_TWIN
 from tests.emulator.server import Emulator
 from tests.support.docker_helpers import wait_for_drivers
-from tests.support.edge import STARTUP_TIMEOUT, EdgeFactory, EdgeProcess
+from tests.support.edge import (
+    STARTUP_TIMEOUT,
+    EdgeFactory,
+    EdgeProcess,
+    wait_keepalives,
+)
 from tests.support.loop import (
     IDLE_SCRIPT,
     driver_environment,
@@ -98,7 +103,7 @@ def test_sigkill_during_startup_leaves_one_container_per_driver_and_whole_files(
         what="the daemon to see every driver running",
     )
     # A few cycles more, in which a leftover would be tripped over.
-    _wait_keepalives(edge, emulator, 3)
+    wait_keepalives(edge, emulator, 3)
 
     per_twin = _containers_per_twin(docker_client, fingerprint)
     assert per_twin == Counter({twin: 1 for twin in environment.twin_uuids}), (
@@ -135,18 +140,6 @@ def test_sigkill_during_startup_leaves_one_container_per_driver_and_whole_files(
 def _last_line(edge: EdgeProcess) -> str:
     lines = edge.log_lines()
     return lines[-1] if lines else ""
-
-
-def _wait_keepalives(edge: EdgeProcess, emulator: Emulator, count: int) -> None:
-    def keepalives() -> int:
-        return len(emulator.requests("POST", r"/edges/discover$"))
-
-    target = keepalives() + count
-    edge.wait_for(
-        lambda: keepalives() >= target,
-        timeout=STARTUP_TIMEOUT,
-        what=f"{count} more keepalives",
-    )
 
 
 def _containers_per_twin(client: docker.DockerClient, fingerprint: str) -> Counter[str]:

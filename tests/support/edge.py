@@ -526,6 +526,48 @@ class EdgeProcess:
         return data
 
 
+def link_new_twin(
+    emulator: Emulator, example: ExampleEnvironment, fingerprint: str, *, name: str
+) -> str:
+    """Link one more twin with a driver of its own to the edge; its uuid."""
+    robot = next(t for t in example.twins if t["uuid"] == example.robot)
+    twin_uuid = str(uuid.uuid4())
+    emulator.backend.set_twin(
+        {
+            "uuid": twin_uuid,
+            "name": name,
+            "asset_uuid": robot["asset_uuid"],
+            "environment_uuid": example.environment_uuid,
+            "attach_to_twin_uuid": None,
+            "metadata": {
+                "edge_fingerprint": fingerprint,
+                "drivers": {
+                    "default": {
+                        "docker_image": DRIVER_IMAGE,
+                        "params": ["-e", "DRIVER_SCRIPT=sleep 3600"],
+                    }
+                },
+            },
+        }
+    )
+    return twin_uuid
+
+
+def keepalives(emulator: Emulator) -> int:
+    """How many discover keepalives the emulator received so far."""
+    return len(emulator.requests("POST", r"/edges/discover$"))
+
+
+def wait_keepalives(edge: EdgeProcess, emulator: Emulator, count: int) -> None:
+    """Wait for ``count`` more keepalives (each a few loop cycles)."""
+    target = keepalives(emulator) + count
+    edge.wait_for(
+        lambda: keepalives(emulator) >= target,
+        timeout=STARTUP_TIMEOUT,
+        what=f"{count} more keepalives",
+    )
+
+
 def check(report: Mapping[str, Any], name: str) -> dict[str, Any]:
     """The check called ``name`` in a ``status --json`` report."""
     for item in report.get("checks", []):
