@@ -84,7 +84,8 @@ def run(environ: MutableMapping[str, str] | None = None) -> int:
         ensure_layout(settings.config_dir, owner)
         if owner is not None:
             repair_ownership(settings.config_dir, owner)
-        for directory in (settings.config_dir, settings.config_dir / "run"):
+        run = settings.config_dir / "run"
+        for directory in (settings.config_dir, run, run / "twin-backups"):
             sweep_temp_files(directory)
         fingerprint = resolve_fingerprint(settings.config_dir, env, persist=True)
     except ConfigError as exc:

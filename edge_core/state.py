@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_core.config.files import atomic_write_json
+from edge_core.config.files import atomic_write_json, read_regular
 from edge_core.logsetup import format_exception_line
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,9 @@ def state_path(config_dir: Path) -> Path:
 def read_state(config_dir: Path) -> DaemonState | None:
     """The last state the daemon wrote, or None when there is none usable."""
     try:
-        data = json.loads(state_path(config_dir).read_text(encoding="utf-8"))
+        data = json.loads(
+            read_regular(state_path(config_dir), follow=False).decode("utf-8")
+        )
         return DaemonState.from_json(data)
     except (OSError, ValueError, TypeError):
         return None
@@ -135,11 +138,7 @@ class StateWriter:
         if comparable == self._written:
             return
         try:
-            if not self.path.parent.is_dir():
-                self.path.parent.mkdir()
-                # The process umask (077) would hide the state from
-                # ``status`` run in the owner's shell while we run as root.
-                self.path.parent.chmod(0o755)
+            self._ensure_directory()
             atomic_write_json(self.path, document, mode=0o644)
         except OSError as exc:
             # Tried again every cycle; a full disk is said once, not 240
@@ -147,7 +146,7 @@ class StateWriter:
             if str(exc) != self._error:
                 log.warning(
                     "could not write %s: %s; status cannot show this daemon's "
-                    "state until it can (free some space or fix permissions)",
+                    "state until it can",
                     self.path,
                     format_exception_line(exc),
                 )
@@ -157,3 +156,22 @@ class StateWriter:
             log.info("%s is written again", self.path)
         self._error = None
         self._written = comparable
+
+    def _ensure_directory(self) -> None:
+        """Make ``run/``; a file in its place is moved aside, never deleted."""
+        directory = self.path.parent
+        if directory.is_dir():
+            return
+        if directory.exists() or directory.is_symlink():
+            stamp = int(time.time())
+            aside = directory.with_name(f"{directory.name}.moved-aside-{stamp}")
+            directory.rename(aside)
+            log.warning(
+                "%s was not a directory; moved it to %s to make the directory",
+                directory,
+                aside,
+            )
+        directory.mkdir()
+        # The process umask (077) would hide the state from ``status`` run
+        # in the owner's shell while we run as root.
+        directory.chmod(0o755)

@@ -153,6 +153,11 @@ def rewrite_in_place(path: Path, data: bytes, *, mode: int = 0o644) -> None:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise OSError(errno.EINVAL, "is not a regular file; not written", str(path))
+        if info.st_nlink > 1:
+            # Another name shares these bytes: writing would change that file.
+            raise OSError(
+                errno.EMLINK, "has other names (hard links); not written", str(path)
+            )
         old_size = info.st_size
         _reserve(fd, old_size, len(data))
         padded = data + b" " * max(0, old_size - len(data))
@@ -205,6 +210,51 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+MAX_CONFIG_BYTES = 64 << 20
+"""The most any JSON file of the config dir is read into memory."""
+
+
+class NotRegularFile(OSError):
+    """Something other than a regular file is where a file is read."""
+
+    def __init__(self, path: Path, kind: str) -> None:
+        super().__init__(errno.EINVAL, f"is a {kind}, not a regular file", str(path))
+        self.kind = kind
+
+
+def read_regular(
+    path: Path, *, follow: bool = True, max_bytes: int = MAX_CONFIG_BYTES
+) -> bytes:
+    """The bytes of the regular file at ``path``, never blocking.
+
+    Opened non-blocking and checked with ``fstat``, so a FIFO, a device
+    (``/dev/zero``) or a socket is refused instead of read. Without
+    ``follow`` a symlink is refused too. A file larger than ``max_bytes``
+    is refused (``EFBIG``) rather than read whole.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and not follow:
+            raise NotRegularFile(path, "symlink") from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegularFile(path, "special file")
+        if info.st_size > max_bytes:
+            raise OSError(errno.EFBIG, f"is larger than {max_bytes} bytes", str(path))
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def read_json_file(path: Path, *, what: str, fix: str | None = None) -> object:
     """Parse the JSON document in ``path``.
 
@@ -214,7 +264,7 @@ def read_json_file(path: Path, *, what: str, fix: str | None = None) -> object:
     """
     next_step = fix or f"restore the {what} file"
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path)
     except FileNotFoundError:
         raise ConfigError(str(path), None, "does not exist", next_step) from None
     except PermissionError:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 
-from edge_core.config.files import atomic_write_json
+from edge_core.config.files import atomic_write_json, read_regular
 from edge_core.drivers.logs import LogPosition
 from edge_core.logsetup import ProblemLog, format_exception_line
 
@@ -33,7 +33,7 @@ def positions_path(config_dir: Path) -> Path:
 def load_positions(path: Path) -> dict[str, LogPosition]:
     """The positions kept in ``path``; entries that do not parse are skipped."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = json.loads(read_regular(path, follow=False).decode("utf-8"))
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:

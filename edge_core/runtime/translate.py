@@ -23,6 +23,7 @@ from typing import Any
 
 from docker.utils.ports import build_port_bindings
 
+from edge_core.config.files import read_regular
 from edge_core.errors import DriverSpecError
 from edge_core.model.options import FLAGS, RunOptions
 from edge_core.model.spec import ContainerSpec
@@ -48,8 +49,9 @@ class CreateArgs:
 
 
 def read_env_file(path: str) -> str:
-    """The text of an ``--env-file``; the default reader."""
-    return Path(path).read_text(encoding="utf-8")
+    """The text of an ``--env-file``; the default reader (regular files only,
+    so a FIFO there cannot hold up a pass)."""
+    return read_regular(Path(path)).decode("utf-8")
 
 
 def _last(options: RunOptions, flag: str) -> str | None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from edge_core.config.files import atomic_write_json
+from edge_core.config.files import atomic_write_json, read_regular
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def save_baselines(config_dir: Path, baselines: Mapping[str, str]) -> bool:
     """
     path = config_dir / FILE_NAME
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = _read(path)
     except FileNotFoundError:
         log.debug("no %s yet; twin baselines are saved with the next download", path)
         return False
@@ -105,7 +105,7 @@ def load(config_dir: Path) -> Snapshot | None:
     """The persisted snapshot, or None when absent or unusable (logged)."""
     path = config_dir / FILE_NAME
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = _read(path)
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
@@ -126,6 +126,13 @@ def load(config_dir: Path) -> Snapshot | None:
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         log.warning("%s has an unexpected shape (%s); ignoring it", path, exc)
         return None
+
+
+def _read(path: Path) -> Any:
+    """The parsed file. It is the edge core's own: a symlink, FIFO or device
+    there is refused, never followed or read (a link to credentials.json
+    would put the token into the next save)."""
+    return json.loads(read_regular(path, follow=False).decode("utf-8"))
 
 
 def _baselines(value: object) -> dict[str, str]:

@@ -19,7 +19,6 @@ This module does not push local edits to the cloud or pull metadata;
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import logging
@@ -30,20 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_core.config.files import rewrite_in_place
+from edge_core.config.files import NotRegularFile, read_regular, rewrite_in_place
 from edge_core.model.twins import deep_merge, is_uuid, twin_document
 
 log = logging.getLogger(__name__)
 
 TWIN_FILE_MODE = 0o644
-
-
-class NotRegularFile(OSError):
-    """Something other than a regular file sits at a twin file's path."""
-
-    def __init__(self, path: Path, kind: str) -> None:
-        super().__init__(errno.EINVAL, f"is a {kind}, not a regular file", str(path))
-        self.kind = kind
 
 
 def twin_path(config_dir: Path, twin_uuid: str) -> Path | None:
@@ -56,14 +47,19 @@ def twin_path(config_dir: Path, twin_uuid: str) -> Path | None:
 def special_kind(path: Path) -> str | None:
     """What non-regular thing is at ``path`` (``symlink``, ``fifo``...), if any.
 
-    None for a regular file, a directory (a missing bind-mount source that
-    Docker created) or nothing at all.
+    None for a regular file of its own, a directory (a missing bind-mount
+    source that Docker created) or nothing at all. A regular file with more
+    than one name is a ``hard link``: writing it would write another file
+    (credentials.json, say).
     """
     try:
-        mode = os.lstat(path).st_mode
+        info = os.lstat(path)
     except FileNotFoundError:
         return None
-    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+    mode = info.st_mode
+    if stat.S_ISREG(mode):
+        return "hard link to another file" if info.st_nlink > 1 else None
+    if stat.S_ISDIR(mode):
         return None
     if stat.S_ISLNK(mode):
         return "symlink"
@@ -81,7 +77,7 @@ def encode(document: Mapping[str, Any]) -> bytes:
 
 def _existing(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_regular(path, follow=False).decode("utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
@@ -133,8 +129,11 @@ def read_twin_file(path: Path) -> TwinFile | None:
     Raises ``NotRegularFile`` for a symlink, FIFO, socket or device (none
     is followed or read), ``OSError`` when the file cannot be read.
     """
+    kind = special_kind(path)
+    if kind is not None:
+        raise NotRegularFile(path, kind)
     try:
-        data = read_regular(path)
+        data = read_regular(path, follow=False)
     except (FileNotFoundError, IsADirectoryError):
         return None
     try:
@@ -152,34 +151,6 @@ def still_holds(path: Path, expected: bytes) -> bool:
     the read and the rewrite is not overwritten.
     """
     try:
-        return read_regular(path) == expected
+        return read_regular(path, follow=False) == expected
     except OSError:
         return False
-
-
-def read_regular(path: Path) -> bytes:
-    """The bytes of the regular file at ``path``, following no symlink.
-
-    Opened non-blocking, so a FIFO is refused instead of waited on.
-    """
-    kind = special_kind(path)
-    if kind is not None:
-        raise NotRegularFile(path, kind)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise NotRegularFile(path, "symlink") from None
-        raise
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
-        if not stat.S_ISREG(mode):
-            raise NotRegularFile(path, "special file")
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)

@@ -25,14 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_core.config.files import rewrite_in_place
+from edge_core.config.files import NotRegularFile, rewrite_in_place
 from edge_core.logsetup import ProblemLog
 from edge_core.model.twins import is_uuid
 from edge_core.twins import desired_state
 from edge_core.twins.backups import BACKUPS_KEPT, keep_backup
 from edge_core.twins.files import (
     TWIN_FILE_MODE,
-    NotRegularFile,
     TwinFile,
     encode,
     read_twin_file,

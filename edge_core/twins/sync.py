@@ -37,12 +37,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from edge_core.config.files import NotRegularFile
 from edge_core.errors import AuthError, BackendUnavailable, EdgeCoreError
 from edge_core.model.twins import Twin, as_id, deep_merge, twin_document
 from edge_core.twins.backups import BACKUPS_KEPT
 from edge_core.twins.fields import changed_body
 from edge_core.twins.files import (
-    NotRegularFile,
     TwinFile,
     encode,
     read_twin_file,

@@ -37,8 +37,9 @@ def test_unwritable_state_file_is_reported_once_then_recovers(
 ) -> None:
     """Failing state writes give one warning however often they are tried,
     and one info line once the file can be written again."""
-    blocker = tmp_path / "run"
-    blocker.write_text("not a directory")
+    blocker = tmp_path / "run" / "edge-core-state.json"
+    blocker.mkdir(parents=True)
+    (blocker / "keep").write_text("a directory where the state file belongs")
     daemon = make_daemon(tmp_path)
     caplog.set_level(logging.INFO, logger="edge_core.state")
 
@@ -50,10 +51,25 @@ def test_unwritable_state_file_is_reported_once_then_recovers(
     assert len(warnings) == 1
     assert "edge-core-state.json" in warnings[0].getMessage()
 
-    blocker.unlink()
+    (blocker / "keep").unlink()
+    blocker.rmdir()
     daemon._phase = "running"
     daemon._write_state()
 
     state = json.loads((tmp_path / "run" / "edge-core-state.json").read_text())
     assert state["phase"] == "running"
     assert any("written again" in r.getMessage() for r in caplog.records)
+
+
+def test_a_file_where_run_belongs_is_moved_aside(tmp_path: Path) -> None:
+    """A file named ``run`` is renamed, its bytes kept, and the directory made
+    so the daemon's state can be written."""
+    (tmp_path / "run").write_text("someone's notes")
+    daemon = make_daemon(tmp_path)
+
+    daemon._write_state()
+
+    state = json.loads((tmp_path / "run" / "edge-core-state.json").read_text())
+    assert state["phase"] == "starting"
+    [aside] = [p for p in tmp_path.iterdir() if p.name.startswith("run.moved-aside-")]
+    assert aside.read_text() == "someone's notes"
