@@ -177,6 +177,9 @@ class Daemon:
             settings.config_dir,
             self._cloud,
             baselines=saved.twin_baselines if saved is not None else {},
+            clock=clock,
+            settle=settings.reconcile_interval,
+            mounted_inode=self._mounted_inode,
         )
         self._desired_state = DesiredStateKeeper(
             settings.config_dir,
@@ -370,6 +373,22 @@ class Daemon:
         engine = self._link.engine
         return engine.reconciler if engine else None
 
+    def _mounted_inode(self, twin_uuid: str) -> int | None:
+        """The inode of the twin file the twin's running driver has mounted."""
+        watch = self._watch
+        if watch is None:
+            return None
+        try:
+            views = watch.views()
+        except EdgeCoreError:
+            return None
+        for view in views:
+            if view.twin_uuid == twin_uuid and view.running:
+                inode = view.file_inode(f"/app/{twin_uuid}.json")
+                if inode is not None:
+                    return inode
+        return None
+
     @property
     def _watch(self) -> ContainerWatch | None:
         engine = self._link.engine
@@ -461,9 +480,9 @@ class Daemon:
         if collected.changed:
             self._pull_next = self._pull_next or collected.fresh
             self._pass_due = 0.0
-        runtime = self._runtime
-        if runtime is not None and collected.remount:
-            self._guard.remount(runtime, self._desired, collected.remount)
+        if collected.remount:
+            self._guard.remount(collected.remount)
+            self._wake.set()
 
     # -- driver passes ---------------------------------------------------
 
@@ -593,7 +612,7 @@ class Daemon:
         runtime = self._runtime
         if runtime is None or self._restarts.busy:
             return
-        if not self._desired and self._router.name is None:
+        if not self._desired and self._router.name is None and not self._guard.remounts:
             return
         try:
             views = self._watch.views() if self._watch else []
@@ -604,13 +623,19 @@ class Daemon:
             log.warning("could not list driver containers: %s", exc)
             return
         self._router.watch(views)
-        if not self._desired:
-            return
         busy = (
             self._reconciler.launching()
             if self._pass is not None and self._reconciler is not None
             else frozenset()
         )
+        # A container the pass is launching mounts the file as it is now.
+        self._guard.remount_due(
+            runtime,
+            [v for v in views if v.name not in busy],
+            known=bool(self._desired),
+        )
+        if not self._desired:
+            return
         due = self._guard.look(
             runtime, views, self._desired, self._forwarder, busy=busy
         )

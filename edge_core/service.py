@@ -85,7 +85,12 @@ def run(environ: MutableMapping[str, str] | None = None) -> int:
         if owner is not None:
             repair_ownership(settings.config_dir, owner)
         run = settings.config_dir / "run"
-        for directory in (settings.config_dir, run, run / "twin-backups"):
+        for directory in (
+            settings.config_dir,
+            run,
+            run / "twin-backups",
+            run / "twin-base",
+        ):
             sweep_temp_files(directory)
         fingerprint = resolve_fingerprint(settings.config_dir, env, persist=True)
     except ConfigError as exc:

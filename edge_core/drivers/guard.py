@@ -82,6 +82,8 @@ class DriverGuard:
         self._environment_of = environment_of
         # The restart policy each parked driver had, given back on release.
         self._policies: dict[str, str] = {}
+        # Twins whose file was made anew while their driver had it mounted.
+        self._remounts: set[str] = set()
 
     def record(self, result: PassResult) -> dict[str, Desired]:
         """Tell the supervisor what a pass launched; the containers now desired."""
@@ -252,22 +254,48 @@ class DriverGuard:
             restarts=park.restarts,
         )
 
-    def remount(
+    @property
+    def remounts(self) -> bool:
+        """True while a twin noted by ``remount`` waits for its restart."""
+        return bool(self._remounts)
+
+    def remount(self, twin_uuids: Iterable[str]) -> None:
+        """Note twins whose file was made anew; ``remount_due`` restarts
+        their drivers (a running container sees the old file until its
+        mounts are made again)."""
+        self._remounts.update(twin_uuids)
+
+    def remount_due(
         self,
         runtime: DockerRuntime,
-        desired: Mapping[str, Desired],
-        twin_uuids: Iterable[str],
+        views: Sequence[ContainerView],
+        *,
+        known: bool,
     ) -> None:
-        """Restart the drivers of twins whose file was made anew: a running
-        container still sees the old file until its mounts are made again."""
-        wanted = set(twin_uuids)
-        for name, want in desired.items():
-            if want.twin_uuid not in wanted:
+        """Restart the running drivers of the twins noted by ``remount``.
+
+        Only a running driver is restarted: a stopped one (parked, exited)
+        mounts the file at the path when it next starts, and a paused one
+        is left alone until it runs again. ``known`` says whether a pass
+        has said which containers are desired; until then a twin with no
+        container yet stays noted.
+        """
+        for twin_uuid in sorted(self._remounts):
+            mine = [v for v in views if v.twin_uuid == twin_uuid]
+            if any(v.state is ContainerState.PAUSED for v in mine):
                 continue
-            try:
-                runtime.restart(name, fingerprint=self._fingerprint)
-            except EdgeCoreError as exc:
-                log.warning("could not restart %s for its twin file: %s", name, exc)
+            if not mine and not known:
+                continue
+            self._remounts.discard(twin_uuid)
+            for view in mine:
+                if not view.running:
+                    continue
+                try:
+                    runtime.restart(view.name, fingerprint=self._fingerprint)
+                except EdgeCoreError as exc:
+                    log.warning(
+                        "could not restart %s for its twin file: %s", view.name, exc
+                    )
 
     # -- parking across edge core restarts ---------------------------------
 

@@ -8,6 +8,7 @@ one moment; it never refreshes itself and never talks to the engine.
 from __future__ import annotations
 
 import enum
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -107,6 +108,8 @@ class ContainerView:
     privileged: bool = False
     restart_policy: str = ""
     tty: bool = False
+    pid: int = 0
+    """The main process on the host (0 when not running)."""
 
     @classmethod
     def from_inspect(cls, attrs: Mapping[str, Any]) -> ContainerView:
@@ -132,6 +135,7 @@ class ContainerView:
             privileged=bool(host.get("Privileged", False)),
             restart_policy=str(_dict(host.get("RestartPolicy")).get("Name") or ""),
             tty=bool(config.get("Tty", False)),
+            pid=_int(state.get("Pid")),
         )
 
     @property
@@ -158,6 +162,20 @@ class ContainerView:
     def running(self) -> bool:
         """True while the engine reports the container as running."""
         return self.state is ContainerState.RUNNING
+
+    def file_inode(self, path: str) -> int | None:
+        """The inode of ``path`` as the running container sees it, if known.
+
+        Read through ``/proc/<pid>/root``: a bind-mounted file keeps the
+        inode of the host file the container was started with, even when
+        that file was since deleted or replaced on the host.
+        """
+        if not self.running or self.pid <= 0:
+            return None
+        try:
+            return os.stat(f"/proc/{self.pid}/root/{path.lstrip('/')}").st_ino
+        except OSError:
+            return None
 
     def belongs_to(self, fingerprint: str) -> bool:
         """True when the container carries ``fingerprint`` as its owner label."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_core.config.files import atomic_write_json, read_regular
+from edge_core.model.twins import as_id
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,25 @@ class Snapshot:
     def with_baselines(self, baselines: Mapping[str, str]) -> Snapshot:
         """The same download carrying ``baselines`` (e.g. ``TwinSync.baselines()``)."""
         return replace(self, twin_baselines=dict(baselines))
+
+    def with_pushed(self, pushed: Mapping[str, Mapping[str, Any]]) -> Snapshot:
+        """The same download with the fields pushed since laid over its twins.
+
+        ``pushed`` maps twin uuids to the fields a push sent (field by
+        field, as the backend stores them), so a pass of this download
+        does not write the values from before the push back into a file.
+        """
+        if not pushed:
+            return self
+        twins = tuple(_laid_over(twin, pushed) for twin in self.twins)
+        return replace(self, twins=twins)
+
+
+def _laid_over(
+    twin: Mapping[str, Any], pushed: Mapping[str, Mapping[str, Any]]
+) -> Mapping[str, Any]:
+    fields = pushed.get(as_id(twin.get("uuid")) or "")
+    return {**twin, **fields} if fields else twin
 
 
 def new_snapshot(

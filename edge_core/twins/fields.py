@@ -127,12 +127,35 @@ def merged_metadata(
     base: Mapping[str, Any],
     remote: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
-    """``remote`` (else ``base``) with the keys ``local`` changed since ``base``."""
-    merged = dict(remote if remote is not None else base)
+    """``remote`` (else ``base``) with what ``local`` changed since ``base``.
+
+    Objects are merged key by key at every depth, so the web UI setting
+    ``sensors.cam1.fps`` while the driver sets ``sensors.cam2.fps`` keeps
+    both; any other changed value is the driver's.
+    """
+    result: dict[str, Any] = finite(
+        _merge(local, base, remote if remote is not None else base)
+    )
+    return result
+
+
+def _merge(
+    local: Mapping[str, Any], base: Mapping[str, Any], remote: Mapping[str, Any]
+) -> dict[str, Any]:
+    merged = dict(remote)
     for key in set(local) | set(base):
         if key not in local:
             merged.pop(key, None)
-        elif local[key] != base.get(key):
-            merged[key] = local[key]
-    result: dict[str, Any] = finite(merged)
-    return result
+            continue
+        mine, before, theirs = local[key], base.get(key), remote.get(key)
+        if mine == before:
+            continue
+        if (
+            isinstance(mine, Mapping)
+            and isinstance(before, Mapping)
+            and isinstance(theirs, Mapping)
+        ):
+            merged[key] = _merge(mine, before, theirs)
+        else:
+            merged[key] = mine
+    return merged

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,6 +186,7 @@ class DesiredStateKeeper:
         # driver pass uses it.
         linked = linked_twins(snapshot.twins, self._fingerprint)
         report = self._twin_sync.sync([t.raw for t in linked], [t.uuid for t in linked])
+        snapshot = snapshot.with_pushed(report.pushed_fields)
         return Download(environment.uuid, snapshot, complete, report.remount)
 
     def start_download(self) -> None:
@@ -291,6 +292,53 @@ class DesiredStateKeeper:
         self._fetches.shutdown(wait=False, cancel_futures=True)
 
 
+RUNTIME_METADATA_KEYS = frozenset(
+    {
+        "status",
+        "power",
+        "motor_temps",
+        "performance",
+        "active_map_uuid",
+        "active_map_type",
+        "active_map_resolution",
+        "finalize_active_map_request",
+        "last_finalized_map_uuid",
+        "last_finalized_map_name",
+        "navigation_lifecycle",
+        "localization",
+        "speaker_device",
+        "audio_routing",
+        "robot_dump",
+    }
+)
+"""Twin metadata a running robot keeps changing (protocol.md 1.7); no
+driver depends on it, so a change of it alone starts no pass."""
+
+
 def _content(snapshot: Snapshot) -> tuple[Any, Any]:
-    """What a driver pass depends on in a snapshot (not its download time)."""
-    return (list(snapshot.twins), dict(snapshot.assets))
+    """What a driver pass depends on in a snapshot.
+
+    Not the download time, nor ``updated_at`` stamps, nor the runtime keys
+    of twin metadata: a robot reporting its battery every few seconds
+    would otherwise cost a pass and a save of the desired state per cycle.
+    """
+    twins = [_steady(twin) for twin in snapshot.twins]
+    assets = {
+        uuid: {k: v for k, v in asset.items() if k != "updated_at"}
+        if isinstance(asset, Mapping)
+        else asset
+        for uuid, asset in snapshot.assets.items()
+    }
+    return (twins, assets)
+
+
+def _steady(twin: Any) -> Any:
+    if not isinstance(twin, Mapping):
+        return twin
+    steady = {k: v for k, v in twin.items() if k != "updated_at"}
+    metadata = steady.get("metadata")
+    if isinstance(metadata, Mapping):
+        steady["metadata"] = {
+            k: v for k, v in metadata.items() if k not in RUNTIME_METADATA_KEYS
+        }
+    return steady

@@ -25,7 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_core.config.files import NotRegularFile, rewrite_in_place
+from edge_core.config.files import (
+    NotRegularFile,
+    atomic_write_bytes,
+    read_regular,
+    rewrite_in_place,
+)
 from edge_core.logsetup import ProblemLog
 from edge_core.model.twins import is_uuid
 from edge_core.twins import desired_state
@@ -42,6 +47,9 @@ from edge_core.twins.files import (
 
 log = logging.getLogger(__name__)
 
+BASE_DIR = Path("run") / "twin-base"
+"""Copies of the baseline content of each twin file, under the config dir."""
+
 
 @dataclass
 class _Tracked:
@@ -53,6 +61,7 @@ class _Tracked:
     inode: int | None = None
     damaged: str | None = None
     """Digest of damaged content seen once; repaired when seen again."""
+    damaged_since: float = 0.0
     refused: str | None = None
     """Digest of content the backend refused for good."""
     push_failed: bool = False
@@ -66,7 +75,12 @@ class TwinStore:
     """The twin files of one config dir and their bookkeeping.
 
     ``baselines`` are the persisted ones; ``wall_clock`` stamps the names
-    of backups and of directories moved aside.
+    of backups and of directories moved aside. Damaged bytes are repaired
+    once seen unchanged for ``settle`` seconds (a driver may still be
+    writing). ``mounted_inode`` says which inode a twin's running driver
+    has mounted, when that can be known (None otherwise): it is asked once
+    per twin and process, to find a file replaced while the edge core was
+    stopped.
     """
 
     def __init__(
@@ -75,10 +89,16 @@ class TwinStore:
         *,
         baselines: Mapping[str, str],
         wall_clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
+        settle: float = 0.0,
+        mounted_inode: Callable[[str], int | None] | None = None,
         backups_kept: int = BACKUPS_KEPT,
     ) -> None:
         self._config_dir = config_dir
         self._wall_clock = wall_clock
+        self._clock = clock
+        self._settle = max(0.0, settle)
+        self._mounted_inode = mounted_inode or (lambda _twin: None)
         self._backups_kept = max(1, backups_kept)
         # Only UUIDs name twin files (an older run may have saved others).
         self._baselines: dict[str, str] = {
@@ -96,6 +116,38 @@ class TwinStore:
 
     def baseline(self, twin_uuid: str) -> str | None:
         return self._baselines.get(twin_uuid)
+
+    def base_doc(self, twin_uuid: str) -> dict[str, Any] | None:
+        """The document the baseline stands for, when known.
+
+        Kept in ``run/twin-base/`` too, so that after a restart of the edge
+        core a push still carries only what the driver changed.
+        """
+        tracked = self.track(twin_uuid)
+        baseline = self._baselines.get(twin_uuid)
+        if tracked.base_doc is None and baseline is not None:
+            try:
+                data = read_regular(self._base_path(twin_uuid), follow=False)
+            except OSError:
+                return None
+            if sha256(data) == baseline:
+                tracked.base_doc = _parse(data)
+                tracked.last_good = tracked.last_good or data
+        return tracked.base_doc
+
+    def set_base(self, twin_uuid: str, data: bytes) -> None:
+        """``data`` is now the baseline content: its digest, and a copy."""
+        self.track(twin_uuid).base_doc = _parse(data)
+        self.set_baseline(twin_uuid, sha256(data))
+        path = self._base_path(twin_uuid)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, data, mode=TWIN_FILE_MODE)
+        except OSError as exc:
+            log.debug("could not keep the base copy %s: %s", path, exc)
+
+    def _base_path(self, twin_uuid: str) -> Path:
+        return self._config_dir / BASE_DIR / f"{twin_uuid}.json"
 
     def tracked_uuids(self) -> list[str]:
         """Every twin that has a baseline."""
@@ -242,8 +294,24 @@ class TwinStore:
         self.track(twin_uuid).remount = True
 
     def _remember_inode(self, twin_uuid: str, path: Path) -> None:
-        with contextlib.suppress(OSError):
-            self.track(twin_uuid).inode = os.stat(path).st_ino
+        try:
+            inode = os.stat(path).st_ino
+        except OSError:
+            return
+        tracked = self.track(twin_uuid)
+        if tracked.inode is None:
+            # First look in this process: a driver that kept running while
+            # the edge core was stopped may hold a file since replaced.
+            mounted = self._mounted_inode(twin_uuid)
+            if mounted is not None and mounted != inode:
+                log.warning(
+                    "twin file %s is not the file its running driver has mounted "
+                    "(it was replaced while the edge core was stopped); "
+                    "restarting the driver to mount it",
+                    path,
+                )
+                tracked.remount = True
+        tracked.inode = inode
 
     # -- writing -----------------------------------------------------------
 
@@ -293,10 +361,8 @@ class TwinStore:
     def written(self, twin_uuid: str, data: bytes) -> None:
         """Content the edge core wrote itself becomes the baseline."""
         self.problem_log.clear(f"write:{twin_uuid}")
-        tracked = self.track(twin_uuid)
-        tracked.last_good = data
-        tracked.base_doc = _parse(data)
-        self.set_baseline(twin_uuid, sha256(data))
+        self.track(twin_uuid).last_good = data
+        self.set_base(twin_uuid, data)
 
     # -- repair ----------------------------------------------------------
 
@@ -308,10 +374,11 @@ class TwinStore:
         *,
         fallback: Mapping[str, Any],
     ) -> bool:
-        """Rewrite a file damaged twice in a row, keeping its bytes first.
+        """Rewrite a file that stays damaged, keeping its bytes first.
 
         The first sighting of damaged bytes is only noted: a driver may be
-        half way through writing. The last good copy is preferred; without
+        half way through writing. The same bytes seen again, ``settle``
+        seconds or more later, are repaired. The last good copy is preferred; without
         one, ``fallback`` (the cloud's document) is written and becomes the
         baseline. A restored good copy keeps the old baseline, so a driver
         edit it holds that was never pushed is still pushed next cycle.
@@ -319,7 +386,10 @@ class TwinStore:
         tracked = self.track(twin_uuid)
         if tracked.damaged != current.digest:
             tracked.damaged = current.digest
+            tracked.damaged_since = self._clock()
             log.debug("twin file %s is not valid JSON; repaired if it stays so", path)
+            return False
+        if self._clock() - tracked.damaged_since < self._settle:
             return False
 
         good = tracked.last_good
@@ -385,6 +455,8 @@ class TwinStore:
             return False
         self.drop_baseline(twin_uuid)
         self._tracked.pop(twin_uuid, None)
+        with contextlib.suppress(OSError):
+            self._base_path(twin_uuid).unlink()
         return True
 
     def uuid_named_files(self) -> set[str]:

@@ -77,6 +77,11 @@ class SyncReport:
     remount: tuple[str, ...] = ()
     """Twins whose file was replaced or deleted on the host and written
     again: their driver still has the old inode and must be restarted."""
+    pushed_fields: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    """The fields each push sent, by twin uuid: the backend holds them
+    now, though the listing of this cycle was taken before."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,7 @@ class _Outcome:
     failed: list[str] = field(default_factory=list)
     recorded: list[str] = field(default_factory=list)
     remount: list[str] = field(default_factory=list)
+    pushed_fields: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     unreachable: bool = False
 
     def report(self) -> SyncReport:
@@ -114,6 +120,7 @@ class _Outcome:
             failed=tuple(self.failed),
             recorded=tuple(self.recorded),
             remount=tuple(self.remount),
+            pushed_fields=MappingProxyType(dict(self.pushed_fields)),
         )
 
 
@@ -123,7 +130,9 @@ class TwinSync:
     Thread-safe: the daemon loop and a restart job may call it at once;
     calls run one after the other. ``baselines`` are the persisted ones
     (``Snapshot.twin_baselines``); ``clock`` times pushes and
-    ``wall_clock`` stamps the names of backups.
+    ``wall_clock`` stamps the names of backups. Damaged content is repaired
+    once it stayed the same for ``settle`` seconds; ``mounted_inode`` tells
+    the inode a twin's running driver has mounted (see ``TwinStore``).
     """
 
     def __init__(
@@ -134,6 +143,8 @@ class TwinSync:
         baselines: Mapping[str, str] = _NO_BASELINES,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        settle: float = 0.0,
+        mounted_inode: Callable[[str], int | None] | None = None,
         backups_kept: int = BACKUPS_KEPT,
     ) -> None:
         self._config_dir = config_dir
@@ -144,6 +155,9 @@ class TwinSync:
             config_dir,
             baselines=baselines,
             wall_clock=wall_clock,
+            clock=clock,
+            settle=settle,
+            mounted_inode=mounted_inode,
             backups_kept=backups_kept,
         )
         self._problems = self._store.problem_log
@@ -317,8 +331,7 @@ class TwinSync:
         tracked.damaged = None
         baseline = self._store.baseline(twin_uuid)
         if baseline is None:
-            self._store.set_baseline(twin_uuid, current.digest)
-            tracked.base_doc = current.document
+            self._store.set_base(twin_uuid, current.data)
             outcome.recorded.append(twin_uuid)
             log.debug("first sighting of twin file %s; baseline recorded", path)
             return
@@ -381,7 +394,7 @@ class TwinSync:
             outcome.failed.append(twin_uuid)
             return
 
-        result = self._push(twin_uuid, path, current)
+        result = self._push(twin_uuid, path, current, outcome)
         if result is _Push.PUSHED:
             outcome.pushed.append(twin_uuid)
         tracked.push_failed = result in (_Push.FAILED, _Push.UNREACHABLE)
@@ -394,11 +407,17 @@ class TwinSync:
         """``uuids`` sorted, those whose last push failed at the end."""
         return sorted(set(uuids), key=lambda u: (self._store.track(u).push_failed, u))
 
-    def _push(self, twin_uuid: str, path: Path, current: TwinFile) -> _Push:
+    def _push(
+        self, twin_uuid: str, path: Path, current: TwinFile, outcome: _Outcome
+    ) -> _Push:
         """PUT what the edit of one file changed (protocol.md 1.7)."""
         assert current.document is not None
         tracked = self._store.track(twin_uuid)
-        body = changed_body(current.document, tracked.base_doc, tracked.remote_metadata)
+        body = changed_body(
+            current.document,
+            self._store.base_doc(twin_uuid),
+            tracked.remote_metadata,
+        )
         for name, expected in sorted(body.wrong_types.items()):
             self._problems.report(
                 f"type:{twin_uuid}:{name}",
@@ -446,6 +465,7 @@ class TwinSync:
             return _Push.FAILED
 
         self._pushed(twin_uuid, current)
+        outcome.pushed_fields[twin_uuid] = body.fields
         log.info(
             "pushed twin %s: %d field(s) in %.2f s",
             twin_uuid,
@@ -462,8 +482,7 @@ class TwinSync:
         self._store.repair_log.clear(f"damaged:{twin_uuid}")
         tracked = self._store.track(twin_uuid)
         tracked.refused = None
-        tracked.base_doc = current.document
-        self._store.set_baseline(twin_uuid, current.digest)
+        self._store.set_base(twin_uuid, current.data)
 
     # -- pull ------------------------------------------------------------
 

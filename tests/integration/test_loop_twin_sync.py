@@ -232,3 +232,49 @@ def test_a_twin_file_replaced_on_the_host_is_mounted_again(
         what="the backend's metadata inside the restarted driver",
     )
     assert "replaced by another file" in edge.log_text()
+
+
+def test_a_twin_file_replaced_while_stopped_is_mounted_at_the_next_start(
+    emulator: Emulator,
+    fingerprint: str,
+    new_edge: EdgeFactory,
+    driver_image: str,
+    docker_client: docker.DockerClient,
+) -> None:
+    """The driver keeps running on the old inode while the edge core is
+    stopped and the file is replaced on the host: the next start pushes
+    the edit and restarts the driver onto the file now at the path."""
+    environment = driver_environment(fingerprint, [IDLE_SCRIPT])
+    [twin_uuid] = environment.twin_uuids
+    name = container_name(twin_uuid)
+    edge = start_loop_edge(new_edge, environment, docker_client)
+    edge.wait_for(
+        lambda: _saved_baseline(edge.config_dir, twin_uuid),
+        timeout=STARTUP_TIMEOUT,
+        what="the twin file's baseline saved in desired-state.json",
+    )
+    assert edge.stop(timeout=10) == 0
+    mounted = mounted_twin_file(twin_uuid)
+    host_file = edge.config_dir / f"{twin_uuid}.json"
+    started = identity(docker_client, name)[1]
+    document = json.loads(host_file.read_text())
+    document["name"] = "Replaced on the host while stopped"
+    replacement = host_file.with_name("edited.tmp")
+    replacement.write_text(json.dumps(document, indent=2))
+    os.replace(replacement, host_file)
+    assert inode_inside(docker_client, name, mounted) != os.stat(host_file).st_ino
+
+    edge.start()
+
+    edge.wait_for(
+        lambda: identity(docker_client, name)[1] != started,
+        timeout=STARTUP_TIMEOUT,
+        what="the driver restarted onto the replaced file",
+    )
+    assert inode_inside(docker_client, name, mounted) == os.stat(host_file).st_ino
+    edge.wait_for(
+        lambda: emulator.twins[twin_uuid]["name"] == document["name"] or None,
+        timeout=STARTUP_TIMEOUT,
+        what="the replaced file's edit pushed",
+    )
+    assert "not the file its running driver has mounted" in edge.log_text()

@@ -312,3 +312,22 @@ def test_sweep_removes_only_temp_files_of_interrupted_writes(tmp_path: Path) -> 
 def test_sweep_of_a_missing_directory_removes_nothing(tmp_path: Path) -> None:
     """A directory that does not exist (no run/ yet) is no error."""
     assert sweep_temp_files(tmp_path / "run") == []
+
+
+def test_a_fifo_where_a_config_file_belongs_is_refused_at_once(tmp_path: Path) -> None:
+    """A FIFO at environment.json is one clear error, not a read that waits
+    for a writer forever."""
+    path = tmp_path / "environment.json"
+    os.mkfifo(path)
+
+    with pytest.raises(ConfigError, match="not a regular file"):
+        read_json_file(path, what="environment")
+
+
+def test_a_device_where_a_config_file_belongs_is_refused(tmp_path: Path) -> None:
+    """A symlink to /dev/zero is refused instead of read until memory ends."""
+    path = tmp_path / "environment.json"
+    path.symlink_to("/dev/zero")
+
+    with pytest.raises(ConfigError, match="not a regular file"):
+        read_json_file(path, what="environment")

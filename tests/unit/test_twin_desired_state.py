@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from edge_core.twins import desired_state
@@ -89,3 +90,22 @@ def test_with_baselines_keeps_the_download(tmp_path: Path) -> None:
     assert attached.twins == snapshot.twins
     assert attached.fetched_at == 3
     assert snapshot.twin_baselines == {}
+
+
+def test_a_symlinked_saved_state_is_never_read_or_merged_into(tmp_path: Path) -> None:
+    """desired-state.json as a symlink to credentials.json is not loaded,
+    and saving baselines neither writes through it nor copies the token."""
+    secret = tmp_path / "credentials.json"
+    secret.write_text('{"token": "cw_keep_me_private"}')
+    (tmp_path / desired_state.FILE_NAME).symlink_to(secret)
+
+    assert desired_state.load(tmp_path) is None
+    assert desired_state.save_baselines(tmp_path, {"a": "b"}) is False
+    assert secret.read_text() == '{"token": "cw_keep_me_private"}'
+
+
+def test_a_fifo_as_saved_state_does_not_hold_up_the_start(tmp_path: Path) -> None:
+    """A FIFO at desired-state.json is refused at once (no writer needed)."""
+    os.mkfifo(tmp_path / desired_state.FILE_NAME)
+
+    assert desired_state.load(tmp_path) is None

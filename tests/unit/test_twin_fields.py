@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from edge_core.cloud.rest import TWIN_PUSH_FIELDS
-from edge_core.twins.fields import PUSH_FIELD_TYPES, push_body
+from edge_core.twins.fields import PUSH_FIELD_TYPES, merged_metadata, push_body
 from tests.emulator.state import TWIN_PUT_FIELDS
 
 
@@ -71,3 +71,21 @@ def test_non_finite_numbers_inside_objects_become_null() -> None:
     body = push_body({"metadata": {"a": [1.0, math.inf], "b": {"c": float("nan")}}})
 
     assert body.fields == {"metadata": {"a": [1.0, None], "b": {"c": None}}}
+
+
+def test_metadata_edits_on_both_sides_merge_at_every_depth() -> None:
+    """The UI sets ``sensors.cam1.fps`` while the driver sets
+    ``sensors.cam2.fps``: the push keeps both; a key the driver removed
+    stays removed and a value both changed is the driver's."""
+    base = {"sensors": {"cam1": {"fps": 30}, "cam2": {"fps": 30}}, "gain": 1, "old": 1}
+    remote = {
+        "sensors": {"cam1": {"fps": 15}, "cam2": {"fps": 30}},
+        "gain": 2,
+        "old": 1,
+    }
+    local = {"sensors": {"cam1": {"fps": 30}, "cam2": {"fps": 60}}, "gain": 3}
+
+    assert merged_metadata(local, base, remote) == {
+        "sensors": {"cam1": {"fps": 15}, "cam2": {"fps": 60}},
+        "gain": 3,
+    }

@@ -218,3 +218,28 @@ def test_the_pass_leaves_a_file_with_an_unpushed_edit_alone(site: Site) -> None:
     assert site.read()["description"] == "set on the robot"
     assert site.cycle().pushed == (ARM,)
     assert site.puts()[-1] == {"description": "set on the robot"}
+
+
+def test_a_hard_link_at_the_twin_path_never_writes_the_other_file(
+    site: Site,
+) -> None:
+    """A twin path hard-linked to credentials.json is replaced by a file of
+    its own: credentials.json keeps its bytes and its 0600 mode, and the
+    driver is marked for a restart."""
+    site.ensure(ARM)
+    site.cycle()
+    secret = site.config / "credentials.json"
+    secret.write_text('{"token": "cw_keep_me_private"}')
+    secret.chmod(0o600)
+    site.path().unlink()
+    os.link(secret, site.path())
+    site.emulator.edit_twin(ARM, {"metadata": {"edge_fingerprint": FINGERPRINT}})
+
+    report = site.cycle()
+    site.ensure(ARM)
+
+    assert report.remount == (ARM,)
+    assert secret.read_text() == '{"token": "cw_keep_me_private"}'
+    assert oct(secret.stat().st_mode & 0o777) == "0o600"
+    assert secret.stat().st_nlink == 1
+    assert site.read()["uuid"] == ARM
