@@ -47,6 +47,8 @@ class DriverStatus:
     parked_until: float | None = None
     loops: int | None = None
     """How many restart loops parked a flapping driver so far."""
+    spec_hash: str | None = None
+    """The spec a flapping driver was parked with."""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DriverStatus:

@@ -300,13 +300,13 @@ class DriverGuard:
     # -- parking across edge core restarts ---------------------------------
 
     def restore(self, previous: Iterable[DriverStatus]) -> None:
-        """Keep drivers the previous run parked parked until their time
-        (their rows in the last state file)."""
+        """Take over the drivers the previous run had parked (their rows in
+        the last state file): those in their cool-off stay parked until
+        its end, those being retried go on being watched as such, and
+        both keep their loop count and their alert."""
         now = time.time()
         for status in previous:
             if status.outcome != "flapping" or status.parked_until is None:
-                continue
-            if status.parked_until <= now:
                 continue
             self._supervisor.restore(
                 status.container_name,
@@ -314,7 +314,16 @@ class DriverGuard:
                 parked_until_wall=status.parked_until,
                 restarts=status.restarts or 0,
                 loops=status.loops or 1,
+                spec_hash=status.spec_hash,
             )
+            if status.parked_until <= now:
+                log.info(
+                    "%s is being retried after restart loop %d (before this "
+                    "start); released once it runs steadily",
+                    status.container_name,
+                    status.loops or 1,
+                )
+                continue
             log.info(
                 "%s stays parked until %s (restart loop before this start)",
                 status.container_name,
@@ -336,6 +345,7 @@ class DriverGuard:
                     restarts=info.restarts,
                     parked_until=info.parked_until,
                     loops=info.loops,
+                    spec_hash=info.spec_hash,
                 )
             rows.append(status)
         return tuple(rows)

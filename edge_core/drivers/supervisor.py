@@ -326,19 +326,25 @@ class Supervisor:
         parked_until_wall: float,
         restarts: int = 0,
         loops: int = 1,
+        spec_hash: str | None = None,
     ) -> None:
         """Park ``name`` again as a previous run of the edge core had it.
 
         Parking lives in memory; without this, restarting the edge core
-        during a cool-off would start a parked driver early. Call it at
-        start, before the first pass, from the previous state file.
+        during a cool-off would start a parked driver early, and one
+        restarted while it was being retried would start its next loop at
+        the first again and keep its alert open. A ``parked_until_wall``
+        in the past is such a retry. ``spec_hash`` is the spec parked (a
+        different one releases the driver); without it the first desired
+        spec seen is taken. Call it at start, before the first pass, from
+        the previous state file.
         """
         now = self._clock()
         track = self._track(name)
         track.twin_uuid = twin_uuid
         track.loops = max(loops, 1)
         track.park = _Parking(
-            spec_hash=None,
+            spec_hash=spec_hash or None,
             until=now + (parked_until_wall - self._wall()),
             restarts=restarts,
             cooloff=self._cooloff,
@@ -398,6 +404,7 @@ class Supervisor:
                 loops=track.loops,
                 restarts=track.park.restarts,
                 retrying=now >= track.park.until,
+                spec_hash=track.park.spec_hash,
             )
         return flapping
 

@@ -154,6 +154,8 @@ class FlapInfo:
     loops: int
     restarts: int
     retrying: bool = False
+    spec_hash: str | None = None
+    """The spec that was parked; another one releases the driver."""
 
     @property
     def parked_until(self) -> float:

@@ -25,10 +25,13 @@ from tests.support.loop import (
     IDLE_SCRIPT,
     TWIN_PUSH_FIELDS,
     driver_environment,
+    driver_state,
     inode_inside,
     inspect,
+    is_running,
     listing_path,
     mounted_twin_file,
+    prepare_loop_edge,
     read_inside,
     start_loop_edge,
     twin_pushes,
@@ -278,3 +281,79 @@ def test_a_twin_file_replaced_while_stopped_is_mounted_at_the_next_start(
         what="the replaced file's edit pushed",
     )
     assert "not the file its running driver has mounted" in edge.log_text()
+
+
+def test_a_deleted_twin_file_does_not_start_a_parked_driver(
+    emulator: Emulator,
+    fingerprint: str,
+    new_edge: EdgeFactory,
+    driver_image: str,
+    docker_client: docker.DockerClient,
+) -> None:
+    """The twin file of a driver parked for a restart loop is deleted: it
+    is written again, but the stopped driver is not started before its
+    cool-off ends (it mounts the new file when it next starts)."""
+    environment = driver_environment(fingerprint, ["echo ERROR no device; exit 1"])
+    [twin_uuid] = environment.twin_uuids
+    name = container_name(twin_uuid)
+    edge = prepare_loop_edge(
+        new_edge,
+        environment,
+        env={
+            "CYBERWAVE_DRIVER_RESTART_LOOP_THRESHOLD": "2",
+            "CYBERWAVE_DRIVER_FLAP_COOLOFF_SECONDS": "600",
+        },
+    ).start()
+    edge.wait_for(
+        lambda: driver_state(edge, name).get("outcome") == "flapping",
+        timeout=STARTUP_TIMEOUT,
+        what="the driver parked",
+    )
+    started = identity(docker_client, name)[1]
+    host_file = edge.config_dir / f"{twin_uuid}.json"
+
+    host_file.unlink()
+
+    edge.wait_for_log("was deleted; writing it again", timeout=STARTUP_TIMEOUT)
+    wait_cycles(edge, emulator, environment.environment_uuid, 3)
+    assert host_file.is_file()
+    assert identity(docker_client, name)[1] == started
+    assert not is_running(docker_client, name)
+
+
+def test_a_paused_driver_is_remounted_only_once_it_runs_again(
+    emulator: Emulator,
+    fingerprint: str,
+    new_edge: EdgeFactory,
+    driver_image: str,
+    docker_client: docker.DockerClient,
+) -> None:
+    """A person paused the driver, then its twin file is deleted: the file
+    is written again and the paused driver left alone; once unpaused it
+    is restarted onto the new file."""
+    environment = driver_environment(fingerprint, [IDLE_SCRIPT])
+    [twin_uuid] = environment.twin_uuids
+    name = container_name(twin_uuid)
+    edge = start_loop_edge(new_edge, environment, docker_client)
+    mounted = mounted_twin_file(twin_uuid)
+    host_file = edge.config_dir / f"{twin_uuid}.json"
+    started = identity(docker_client, name)[1]
+    docker_client.api.pause(name)
+
+    host_file.unlink()
+
+    edge.wait_for_log("was deleted; writing it again", timeout=STARTUP_TIMEOUT)
+    wait_cycles(edge, emulator, environment.environment_uuid, 3)
+    attrs = inspect(docker_client, name)
+    assert attrs is not None
+    assert attrs["State"]["Status"] == "paused"
+    assert attrs["State"]["StartedAt"] == started
+
+    docker_client.api.unpause(name)
+
+    edge.wait_for(
+        lambda: identity(docker_client, name)[1] != started,
+        timeout=STARTUP_TIMEOUT,
+        what="the unpaused driver restarted onto the new file",
+    )
+    assert inode_inside(docker_client, name, mounted) == os.stat(host_file).st_ino

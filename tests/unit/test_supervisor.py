@@ -394,14 +394,17 @@ def test_reset_clears_parking_and_the_loop_count() -> None:
 
 def test_flapping_lists_parked_drivers_for_status() -> None:
     """``flapping`` gives the wall-clock end of the cool-off, the loop
-    number and the restarts, and says when the retry is under way."""
+    number, the restarts and the spec parked, and says when the retry is
+    under way."""
     clock = FakeClock()
     sup = make(clock)
     park_once(sup, clock)
     parked_at = clock.now
 
     assert sup.flapping() == {
-        NAME: FlapInfo(TWIN, WALL_OFFSET + parked_at + 600.0, 1, 5, retrying=False)
+        NAME: FlapInfo(
+            TWIN, WALL_OFFSET + parked_at + 600.0, 1, 5, retrying=False, spec_hash="h1"
+        )
     }
     clock.advance(600)
     assert sup.flapping()[NAME].retrying is True
@@ -691,6 +694,38 @@ def test_restored_parking_is_released_by_a_spec_change() -> None:
     verdict = sup.observe(want("h2"), [seen("exited")])
 
     assert [c.reason for c in verdict.cleared] == ["its spec changed"]
+
+
+def test_restored_parking_with_its_spec_is_released_by_another_spec() -> None:
+    """A parked spec saved by the previous run is compared with the first
+    spec seen: a fix made while the edge core was stopped releases it."""
+    clock = FakeClock()
+    sup = make(clock)
+    sup.restore(
+        NAME, twin_uuid=TWIN, parked_until_wall=clock.wall() + 600, spec_hash="h1"
+    )
+
+    verdict = sup.observe(want("h2"), [seen("exited")])
+
+    assert [c.reason for c in verdict.cleared] == ["its spec changed"]
+
+
+def test_restored_retry_is_released_once_it_ran_steadily() -> None:
+    """Restored after its cool-off ended (the retry was running), a driver
+    is not held, stays listed as retrying, and is released after running
+    for the clear time."""
+    clock = FakeClock()
+    sup = make(clock, clear_after=60.0)
+    sup.restore(NAME, twin_uuid=TWIN, parked_until_wall=clock.wall() - 5, loops=1)
+
+    assert sup.hold() == {}
+    assert sup.flapping()[NAME].retrying
+    assert sup.observe(want(), [seen(restarts=0, cid="retry")]).quiet
+    clock.advance(60)
+    verdict = sup.observe(want(), [seen(restarts=0, cid="retry")])
+
+    assert [c.name for c in verdict.cleared] == [NAME]
+    assert sup.flapping() == {}
 
 
 def test_unlinked_parked_driver_is_no_longer_held_or_listed() -> None:
