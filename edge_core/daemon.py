@@ -41,7 +41,7 @@ from edge_core.config.fingerprint import host_identity
 from edge_core.config.reload import reread
 from edge_core.config.settings import Settings
 from edge_core.drivers.engine import EngineLink, LogOptions
-from edge_core.drivers.guard import DriverGuard, PassDue
+from edge_core.drivers.guard import DriverGuard, PassDue, desired_of
 from edge_core.drivers.log_positions import PositionKeeper, positions_path
 from edge_core.drivers.logs import LogForwarder
 from edge_core.drivers.reconcile import DriverReconciler, PassOptions, PassResult
@@ -211,6 +211,8 @@ class Daemon:
         self._desired: dict[str, Desired] = {}
         self._router = RouterKeeper(fingerprint=fingerprint, version=__version__)
         self._inbox = CommandInbox(self._wake)
+        # Held by a restart job while it runs: supervision stays away then.
+        self._restart_lock = threading.Lock()
         self._restarts: RemoteRestart[tuple[PassResult, Snapshot | None]] = (
             RemoteRestart(self._alerts, self._pool.submit, self._wake.set)
         )
@@ -249,6 +251,7 @@ class Daemon:
             backoff=Backoff(settings.backoff_initial, settings.backoff_max),
             watch_max_age=settings.reconcile_interval * SAFETY_PASS_LOOPS,
             on_change=self._container_event,
+            on_launch=self._guard.launched,
             clock=clock,
         )
 
@@ -610,9 +613,21 @@ class Daemon:
         the containers it is launching to it; a restart owns them all.
         """
         runtime = self._runtime
-        if runtime is None or self._restarts.busy:
+        if runtime is None or not self._restart_lock.acquire(blocking=False):
             return
-        if not self._desired and self._router.name is None and not self._guard.remounts:
+        try:
+            self._supervise_with(runtime)
+        finally:
+            self._restart_lock.release()
+
+    def _supervise_with(self, runtime: DockerRuntime) -> None:
+        reconciler = self._reconciler if self._pass is not None else None
+        # The first pass may pull for minutes: what it started so far is
+        # watched already.
+        desired = dict(self._desired)
+        if reconciler is not None:
+            desired.update(desired_of(reconciler.in_flight()))
+        if not desired and self._router.name is None and not self._guard.remounts:
             return
         try:
             views = self._watch.views() if self._watch else []
@@ -623,22 +638,16 @@ class Daemon:
             log.warning("could not list driver containers: %s", exc)
             return
         self._router.watch(views)
-        busy = (
-            self._reconciler.launching()
-            if self._pass is not None and self._reconciler is not None
-            else frozenset()
-        )
+        busy = reconciler.launching() if reconciler is not None else frozenset()
         # A container the pass is launching mounts the file as it is now.
         self._guard.remount_due(
             runtime,
             [v for v in views if v.name not in busy],
             known=bool(self._desired),
         )
-        if not self._desired:
+        if not desired:
             return
-        due = self._guard.look(
-            runtime, views, self._desired, self._forwarder, busy=busy
-        )
+        due = self._guard.look(runtime, views, desired, self._forwarder, busy=busy)
         now = self._clock()
         if due is PassDue.NOW:
             self._pass_due = min(self._pass_due, now)
@@ -668,8 +677,17 @@ class Daemon:
 
     def _handle_commands(self) -> None:
         for command in self._inbox.drain():
-            if self._restarts.request(command, self._restart_job):
+            if self._restarts.request(command, self._exclusive_restart_job):
+                if self._pass is not None and self._reconciler is not None:
+                    # A restart does not wait for a stalled pull.
+                    self._reconciler.interrupt("restart_edge_core is waiting")
                 self._write_state()
+
+    def _exclusive_restart_job(self) -> tuple[PassResult, Snapshot | None]:
+        """The restart job, with supervision kept away while it runs (it
+        owns every driver container); while it waits, supervision goes on."""
+        with self._restart_lock:
+            return self._restart_job()
 
     def _restart_job(self) -> tuple[PassResult, Snapshot | None]:
         """The graceful restart of protocol.md 2.6, on the pass thread."""

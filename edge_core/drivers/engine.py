@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from edge_core.alerts.book import AlertBook
 from edge_core.backoff import Backoff
+from edge_core.drivers.launch import OnLaunch
 from edge_core.drivers.logs import LogForwarder, LogPosition, Publish
 from edge_core.drivers.reconcile import DriverReconciler, PassOptions, TwinFiles
 from edge_core.errors import EdgeCoreError, RuntimeUnavailable
@@ -65,9 +66,11 @@ class EngineLink:
         backoff: Backoff,
         watch_max_age: float,
         on_change: Callable[[str], None],
+        on_launch: OnLaunch | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._options = options
+        self._on_launch = on_launch
         self._logs = logs
         self._publish = publish
         self._alerts = alerts
@@ -121,6 +124,7 @@ class EngineLink:
             forwarder=forwarder,
             alerts=self._alerts,
             twin_files=self._twin_files,
+            on_launch=self._on_launch,
         )
         self.engine = Engine(runtime, watch, reconciler, _facts(runtime))
         return self.engine

@@ -54,6 +54,14 @@ class PassDue(enum.Enum):
     """Something to revive, park or release."""
 
 
+def desired_of(wanted: Mapping[str, tuple[str, str]]) -> dict[str, Desired]:
+    """``Desired`` by container name, from a pass's (twin uuid, spec hash)."""
+    return {
+        name: Desired(twin_uuid=twin, spec_hash=spec_hash)
+        for name, (twin, spec_hash) in wanted.items()
+    }
+
+
 class DriverGuard:
     """Carries out what the supervisor decides about the driver containers.
 
@@ -85,22 +93,15 @@ class DriverGuard:
         # Twins whose file was made anew while their driver had it mounted.
         self._remounts: set[str] = set()
 
+    def launched(self, name: str, spec_hash: str, ok: bool, reason: str | None) -> None:
+        """A pass's launch of ``name`` ended (``ok``: it runs); called from
+        the pass's threads as each launch ends."""
+        self._supervisor.launched(name, spec_hash, ok, reason=reason)
+
     def record(self, result: PassResult) -> dict[str, Desired]:
-        """Tell the supervisor what a pass launched; the containers now desired."""
-        desired = {
-            name: Desired(twin_uuid=twin, spec_hash=spec_hash)
-            for name, (twin, spec_hash) in result.desired.items()
-        }
-        for status in result.drivers:
-            if not status.container_name or status.outcome not in ("running", "failed"):
-                continue
-            spec_hash = result.desired.get(status.container_name, ("", ""))[1]
-            self._supervisor.launched(
-                status.container_name,
-                spec_hash,
-                status.outcome == "running",
-                reason=status.reason,
-            )
+        """The containers desired after a pass; those no longer desired are
+        forgotten and their open alerts resolved."""
+        desired = desired_of(result.desired)
         gone = self._supervisor.forget(
             [name for name in self._supervisor.known() if name not in desired]
         )

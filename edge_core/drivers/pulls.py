@@ -5,7 +5,9 @@
 the image id or the reason the image is missing.
 
 Each pull is mirrored by a ``PullReporter`` to the edge log, the driverlog
-topic and the starting cards.
+topic and the starting cards. A pull can be abandoned from another thread
+(a restart will not wait for a stalled registry): its caller gets
+``PullInterrupted`` at once while the engine's request ends on its own.
 
 Every twin whose driver uses the image gets the same lines, each with that
 twin's driver container name (protocol.md 2.6). Per-layer lines go to the
@@ -20,10 +22,12 @@ cards throttle their own updates.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from edge_core.alerts.launches import LaunchAlerts
 from edge_core.alerts.progress import PullProgress
@@ -32,9 +36,49 @@ from edge_core.drivers.logs import Publish, driver_log_message
 from edge_core.errors import ContainerError
 from edge_core.model.spec import ContainerSpec
 from edge_core.runtime.docker import DockerRuntime
-from edge_core.runtime.images import is_local_tag
+from edge_core.runtime.images import PullEvent, is_local_tag
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+INTERRUPTED_PHASE = "pull_interrupted"
+
+
+class PullInterrupted(ContainerError):
+    """The pass no longer waits for this pull; the reason is the cut's."""
+
+    def __init__(self, image: str, reason: str) -> None:
+        super().__init__(
+            f"pull of image {image} abandoned: {reason}", phase=INTERRUPTED_PHASE
+        )
+
+
+def _interruptible(
+    image: str, call: Callable[[], T], interrupt: Future[str] | None
+) -> T:
+    """``call()`` on a thread of its own, given up when ``interrupt`` ends.
+
+    The engine's pull request cannot be cut from here (its answer may not
+    even have begun), so an abandoned call finishes in the background,
+    bounded by the stall timeout, and its outcome is dropped.
+    """
+    if interrupt is None:
+        return call()
+    result: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            result.set_result(call())
+        except BaseException as exc:  # handed over to the waiting thread
+            result.set_exception(exc)
+
+    threading.Thread(target=run, name=f"pull {image}", daemon=True).start()
+    either: list[Future[Any]] = [result, interrupt]
+    wait(either, return_when=FIRST_COMPLETED)
+    if result.done():
+        return result.result()
+    raise PullInterrupted(image, interrupt.result())
 
 
 @dataclass(frozen=True)
@@ -186,23 +230,32 @@ class ImagePreparer:
         fallback: str | None,
         pull: bool,
         alerts: LaunchAlerts,
+        interrupt: Future[str] | None = None,
     ) -> ImageReady:
-        """Make ``image`` present (or its fallback); never raises."""
+        """Make ``image`` present (or its fallback); never raises.
+
+        Once ``interrupt`` has a result, a pull under way is abandoned and
+        the error's phase is ``INTERRUPTED_PHASE``.
+        """
         targets = [
             PullTarget(topics.driverlog(self._prefix, spec.twin_uuid), spec.name)
             for spec in specs
         ]
         try:
-            image_id = self._ensure(image, targets, pull=pull, alerts=alerts)
+            image_id = self._ensure(
+                image, targets, pull=pull, alerts=alerts, interrupt=interrupt
+            )
             return ImageReady({image: image_id}, {}, None)
         except ContainerError as exc:
-            if fallback is None:
+            if fallback is None or isinstance(exc, PullInterrupted):
                 return ImageReady({}, {}, exc)
             log.info(
                 "no Jetson build %s (%s); falling back to %s", image, exc, fallback
             )
         try:
-            image_id = self._ensure(fallback, targets, pull=pull, alerts=alerts)
+            image_id = self._ensure(
+                fallback, targets, pull=pull, alerts=alerts, interrupt=interrupt
+            )
         except ContainerError as exc:
             return ImageReady({}, {}, exc)
         return ImageReady({fallback: image_id}, {image: fallback}, None)
@@ -222,6 +275,7 @@ class ImagePreparer:
         *,
         pull: bool,
         alerts: LaunchAlerts,
+        interrupt: Future[str] | None,
     ) -> str:
         names = [target.container_name for target in targets]
         if not self._will_pull(image, pull=pull):
@@ -247,15 +301,27 @@ class ImagePreparer:
             ),
         )
         reporter.started()
+        abandoned = threading.Event()
+
+        def on_progress(event: PullEvent) -> None:
+            if not abandoned.is_set():
+                reporter.event(event.layer, event.status, event.current, event.total)
+
         try:
-            result = self._runtime.ensure_image(
+            result = _interruptible(
                 image,
-                on_progress=lambda ev: reporter.event(
-                    ev.layer, ev.status, ev.current, ev.total
+                lambda: self._runtime.ensure_image(
+                    image,
+                    on_progress=on_progress,
+                    stall_timeout=self._stall_timeout,
+                    always_pull=pull,
                 ),
-                stall_timeout=self._stall_timeout,
-                always_pull=pull,
+                interrupt,
             )
+        except PullInterrupted as exc:
+            abandoned.set()
+            log.info("%s", exc)
+            raise
         except ContainerError as exc:
             log.error("image %s is not available: %s", image, exc)
             reporter.failed(str(exc), timed_out=exc.phase == "pull_timeout")

@@ -31,12 +31,18 @@ from typing import Any
 
 from edge_core.alerts.book import AlertBook
 from edge_core.alerts.launches import LaunchAlerts
-from edge_core.cloud import topics
 from edge_core.config.settings import Settings
-from edge_core.drivers.logs import FollowTarget, LogForwarder, Publish
+from edge_core.drivers.launch import (
+    HoldReason,
+    Launcher,
+    LaunchOptions,
+    OnLaunch,
+    driver_status,
+)
+from edge_core.drivers.logs import LogForwarder, Publish
 from edge_core.drivers.planner import Launch, Plan, plan, renamed
-from edge_core.drivers.pulls import ImagePreparer, ImageReady
-from edge_core.errors import ContainerError, DriverSpecError, EdgeCoreError
+from edge_core.drivers.pulls import INTERRUPTED_PHASE, ImagePreparer, ImageReady
+from edge_core.errors import ContainerError, EdgeCoreError
 from edge_core.model.desired import (
     DesiredDrivers,
     DriverContext,
@@ -45,15 +51,11 @@ from edge_core.model.desired import (
 )
 from edge_core.model.failures import (
     TITLE_IMAGE_NOT_AVAILABLE,
-    TITLE_RUN_FAILED,
-    TITLE_START_FAILED,
 )
 from edge_core.model.spec import ContainerSpec
 from edge_core.model.twins import Twin
 from edge_core.runtime.container import ContainerState, ContainerView
 from edge_core.runtime.docker import DockerRuntime
-from edge_core.runtime.errors import ForeignContainerError
-from edge_core.runtime.probe import ProbeResult
 from edge_core.state import DriverStatus
 from edge_core.twins.files import twin_path, write_twin_file
 
@@ -66,11 +68,6 @@ TwinFiles = Callable[[Sequence[Twin], Mapping[str, Mapping[str, Any]]], object]
 """Writes the twin files of the linked twins (twin views, raw assets by uuid)."""
 
 _NO_HOLD: Mapping[str, str] = MappingProxyType({})
-_TAIL_LINES = 5
-
-
-HoldReason = Callable[[str, str | None], str | None]
-"""Why a container must not be launched now, given its state (None: absent)."""
 
 
 @dataclass(frozen=True)
@@ -202,20 +199,13 @@ def _likely_launch(spec: ContainerSpec, view: ContainerView | None) -> bool:
     )
 
 
-def _failure_detail(result: ProbeResult) -> str:
-    """The probe's verdict plus the container's last lines, for the card."""
-    tail = [line.strip() for line in result.log_tail if line.strip()]
-    if not tail:
-        return result.detail
-    return f"{result.detail}; last output: {' | '.join(tail[-_TAIL_LINES:])}"
-
-
 class DriverReconciler:
     """Carries out driver passes against one Docker engine.
 
     ``alerts`` (None: no alerts) receives the cards and failures of the
     launches; ``twin_files`` (None: the pass writes them itself) writes
-    the twin files of the linked twins at the start of each pass.
+    the twin files of the linked twins at the start of each pass;
+    ``on_launch`` is told each launch attempt as it ends.
     """
 
     def __init__(
@@ -228,6 +218,7 @@ class DriverReconciler:
         clock: Callable[[], float] = time.monotonic,
         alerts: AlertBook | None = None,
         twin_files: TwinFiles | None = None,
+        on_launch: OnLaunch | None = None,
     ) -> None:
         self._runtime = runtime
         self._options = options
@@ -242,14 +233,26 @@ class DriverReconciler:
             topic_prefix=options.topic_prefix,
             stall_timeout=options.pull_stall_timeout,
         )
-        self._adopted: set[str] = set()
+        self._launcher = Launcher(
+            runtime,
+            LaunchOptions(
+                fingerprint=options.fingerprint,
+                topic_prefix=options.topic_prefix,
+                probe_timeout=options.probe_timeout,
+                probe_interval=options.probe_interval,
+            ),
+            forwarder,
+            on_launch=on_launch,
+        )
+        # The pass running now: what it wants so far, and its interruption.
+        self._lock = threading.Lock()
+        self._run: _Run | None = None
+        self._passing = False
+        self._interrupt: Future[str] = Future()
         # Orphans and broken metadata already told about, so a pass repeats
         # neither the INFO/ERROR line nor the alert.
         self._orphans_told: set[str] = set()
         self._spec_failures_told: dict[str, str] = {}
-        # Containers a pass is creating, starting or probing right now.
-        self._launching: set[str] = set()
-        self._launching_lock = threading.Lock()
         # The phase of each container's last failed launch, so a held retry
         # can say what it waits to try again.
         self._failed_phase: dict[str, str | None] = {}
@@ -275,6 +278,47 @@ class DriverReconciler:
         pass sees (None: no container), so a driver killed since the caller
         computed ``hold`` is held all the same.
         """
+        with self._lock:
+            self._interrupt = Future()
+            self._passing = True
+        try:
+            return self._pass(
+                twins, assets, ctx, launch, driver_overrides, pull, hold, hold_reason
+            )
+        finally:
+            with self._lock:
+                self._passing = False
+                self._run = None
+
+    def interrupt(self, reason: str) -> None:
+        """Cut the pass running now short, if any (a restart waits for it).
+
+        Pulls in flight are abandoned (the engine may finish them on its
+        own) and nothing more is launched; the drivers left out are held
+        with ``reason``. Launches already under way finish.
+        """
+        with self._lock:
+            if self._passing and not self._interrupt.done():
+                log.info("cutting the driver pass short: %s", reason)
+                self._interrupt.set_result(reason)
+
+    def in_flight(self) -> dict[str, tuple[str, str]]:
+        """The containers the pass running now wants so far (twin uuid and
+        spec hash by name); empty between passes."""
+        with self._lock:
+            return dict(self._run.desired) if self._run is not None else {}
+
+    def _pass(
+        self,
+        twins: Sequence[Mapping[str, Any]],
+        assets: Mapping[str, Mapping[str, Any]],
+        ctx: DriverContext,
+        launch: LaunchContext,
+        driver_overrides: Mapping[str, str],
+        pull: bool,
+        hold: Mapping[str, str],
+        hold_reason: HoldReason | None,
+    ) -> PassResult:
         build = self._builder(twins, assets, ctx, launch, driver_overrides)
         # The draft knows the topology, images and failures; its mounts do
         # not matter, so it may be built before the twin files are written.
@@ -313,6 +357,8 @@ class DriverReconciler:
             (spec.name, (spec.twin_uuid, spec.spec_hash)) for spec in active
         )
         self._hold(run, [spec for spec in draft.specs if spec.name in hold], hold)
+        with self._lock:
+            self._run = run
 
         # A card opens as its pull starts, so the web UI sees the download.
         for spec in active:
@@ -468,7 +514,7 @@ class DriverReconciler:
                 run.desired[spec.name] = (spec.twin_uuid, spec.spec_hash)
         for spec in held:
             log.debug("holding %s: %s", spec.name, hold[spec.name])
-            run.statuses[spec.name] = self._status(
+            run.statuses[spec.name] = driver_status(
                 spec,
                 "held",
                 phase=self._failed_phase.get(spec.name),
@@ -507,6 +553,7 @@ class DriverReconciler:
                     fallback=fallbacks.get(image),
                     pull=run.pull,
                     alerts=run.alerts,
+                    interrupt=self._interrupt,
                 ): image
                 for image, group in groups.items()
             }
@@ -532,10 +579,18 @@ class DriverReconciler:
     ) -> list[Future[Future[DriverStatus] | DriverStatus]]:
         """Plan the containers of one image and submit their launches."""
         error = ready.error
+        if error is not None and error.phase == INTERRUPTED_PHASE:
+            for spec in group:
+                run.alerts.discard(spec.name)
+                run.statuses[spec.name] = driver_status(
+                    spec, "held", reason=self._interrupt.result()
+                )
+            return []
         if error is not None:
             for spec in group:
-                run.statuses[spec.name] = self._status(
-                    spec, "failed", phase=error.phase, reason=str(error)
+                run.statuses[spec.name] = self._launcher.told(
+                    spec,
+                    driver_status(spec, "failed", phase=error.phase, reason=str(error)),
                 )
                 run.alerts.failed(
                     spec,
@@ -547,9 +602,10 @@ class DriverReconciler:
         names = {spec.name for spec in group}
         desired = run.build(ready.image_ids, ready.substitutes)
         final = [spec for spec in desired.specs if spec.name in names]
-        run.desired.update(
-            (spec.name, (spec.twin_uuid, spec.spec_hash)) for spec in final
-        )
+        with self._lock:
+            run.desired.update(
+                (spec.name, (spec.twin_uuid, spec.spec_hash)) for spec in final
+            )
         steps = plan(final, [run.current[n] for n in names if n in run.current])
         run.statuses.update(self._settled(steps, final, run.alerts))
         return [
@@ -564,22 +620,22 @@ class DriverReconciler:
         statuses: dict[str, DriverStatus] = {}
         for name in steps.adopted:
             spec = by_name[name]
-            if name not in self._adopted:
+            if name not in self._launcher.adopted:
                 log.info("adopted running container %s", name)
                 alerts.adopted_first(spec.twin_uuid)
-            self._adopted.add(name)
+            self._launcher.adopted.add(name)
             alerts.discard(name)
-            statuses[name] = self._status(spec, "adopted")
-            self._follow(spec)
+            statuses[name] = driver_status(spec, "adopted")
+            self._launcher.follow(spec)
         for name in steps.waiting:
             alerts.discard(name)
-            statuses[name] = self._status(
+            statuses[name] = driver_status(
                 by_name[name], "waiting", reason="Docker is restarting it"
             )
         for name in steps.paused:
             alerts.discard(name)
             log.debug("%s is paused; left as it is", name)
-            statuses[name] = self._status(
+            statuses[name] = driver_status(
                 by_name[name],
                 "paused",
                 reason=f"paused by hand; left alone until: docker unpause {name}",
@@ -612,168 +668,22 @@ class DriverReconciler:
 
     # -- launches -------------------------------------------------------
 
-    def _status(
-        self,
-        spec: ContainerSpec,
-        outcome: str,
-        *,
-        phase: str | None = None,
-        reason: str | None = None,
-    ) -> DriverStatus:
-        return DriverStatus(
-            twin_uuid=spec.twin_uuid,
-            container_name=spec.name,
-            image=spec.image,
-            outcome=outcome,
-            phase=phase,
-            reason=reason,
-        )
-
-    def _follow(self, spec: ContainerSpec) -> None:
-        self._forwarder.follow(
-            FollowTarget(
-                container_name=spec.name,
-                twin_uuid=spec.twin_uuid,
-                image=spec.image,
-                topic=topics.driverlog(self._options.topic_prefix, spec.twin_uuid),
-            )
-        )
-
     def launching(self) -> frozenset[str]:
         """Containers a pass is creating, starting or probing right now.
 
         Supervision leaves them alone while it runs beside a pass.
         """
-        with self._launching_lock:
-            return frozenset(self._launching)
-
-    def _busy(self, name: str, busy: bool) -> None:
-        with self._launching_lock:
-            if busy:
-                self._launching.add(name)
-            else:
-                self._launching.discard(name)
+        return self._launcher.launching()
 
     def _launch(
         self, step: Launch, probes: ThreadPoolExecutor, run: _Run
     ) -> Future[DriverStatus] | DriverStatus:
-        """Remove, create and start; the wait for running goes to ``probes``.
+        def hold() -> str | None:
+            if self._interrupt.done():
+                return self._interrupt.result()
+            if run.hold_reason is None:
+                return None
+            seen = run.current.get(step.spec.name)
+            return run.hold_reason(step.spec.name, seen.state.value if seen else None)
 
-        The hold is asked again first: supervision runs beside the pass, and
-        may have parked the driver while its image was pulled.
-        """
-        spec, alerts = step.spec, run.alerts
-        seen = run.current.get(spec.name)
-        reason = (
-            run.hold_reason(spec.name, seen.state.value if seen else None)
-            if run.hold_reason is not None
-            else None
-        )
-        if reason is not None:
-            log.debug("not launching %s after all: %s", spec.name, reason)
-            alerts.discard(spec.name)
-            return self._status(spec, "held", reason=reason)
-        self._busy(spec.name, True)
-        try:
-            failed = self._start(step, alerts)
-            if failed is None:
-                return probes.submit(self._probed, spec, alerts)
-        except BaseException:
-            self._busy(spec.name, False)
-            raise
-        self._busy(spec.name, False)
-        return failed
-
-    def _probed(self, spec: ContainerSpec, alerts: LaunchAlerts) -> DriverStatus:
-        try:
-            return self._await_running(spec, alerts)
-        finally:
-            self._busy(spec.name, False)
-
-    def _start(self, step: Launch, alerts: LaunchAlerts) -> DriverStatus | None:
-        """Remove, create and start; None when started, else the failure."""
-        spec = step.spec
-        opts = self._options
-        log.debug("%s %s: %s", step.action.value, spec.name, step.reason)
-        alerts.launching(spec)
-        try:
-            self._runtime.remove(
-                spec.name, force=True, volumes=True, fingerprint=opts.fingerprint
-            )
-            # TODO: bound the create with CYBERWAVE_DRIVER_CREATE_TIMEOUT_SECONDS
-            # and connect extra networks, as protocol 4.5 steps 2 and 3 say.
-            self._runtime.create(spec, fingerprint=opts.fingerprint)
-            alerts.created(spec.name)
-            self._runtime.start(spec.name, fingerprint=opts.fingerprint)
-        except (ForeignContainerError, DriverSpecError) as exc:
-            # Nothing of ours was created; a container of someone else that
-            # holds the name must never be touched, so there is no clean-up.
-            log.error("driver %s cannot start: %s", spec.name, exc)
-            return self._failed(
-                spec, alerts, phase="docker_create_failed", detail=str(exc)
-            )
-        except ContainerError as exc:
-            log.error("driver %s failed to start: %s", spec.name, exc)
-            self._discard(spec.name)
-            return self._failed(spec, alerts, phase=exc.phase, detail=str(exc))
-        return None
-
-    def _await_running(self, spec: ContainerSpec, alerts: LaunchAlerts) -> DriverStatus:
-        """Probe a started driver until it runs, settles or fails."""
-        opts = self._options
-        try:
-            result = self._runtime.probe(
-                spec.name,
-                fingerprint=opts.fingerprint,
-                timeout=opts.probe_timeout,
-                interval=opts.probe_interval,
-            )
-        except ContainerError as exc:
-            log.error("driver %s could not be probed: %s", spec.name, exc)
-            self._discard(spec.name)
-            return self._failed(
-                spec,
-                alerts,
-                phase=exc.phase,
-                detail=str(exc),
-                title=TITLE_START_FAILED,
-            )
-        if not result.ok:
-            log.error("driver %s did not reach running: %s", spec.name, result.detail)
-            self._discard(spec.name)
-            return self._failed(
-                spec,
-                alerts,
-                phase=result.phase,
-                detail=_failure_detail(result),
-                title=TITLE_START_FAILED,
-                reason=result.detail,
-            )
-        log.info("%s is running", spec.name)
-        # Found running by a later pass, it is not news: no adoption line.
-        self._adopted.add(spec.name)
-        self._follow(spec)
-        alerts.running(spec)
-        return self._status(spec, "running")
-
-    def _failed(
-        self,
-        spec: ContainerSpec,
-        alerts: LaunchAlerts,
-        *,
-        phase: str | None,
-        detail: str,
-        title: str = TITLE_RUN_FAILED,
-        reason: str | None = None,
-    ) -> DriverStatus:
-        """A failed launch: its card, its start-failure alert, its status."""
-        alerts.failed(spec, phase=phase, detail=detail, title=title)
-        return self._status(spec, "failed", phase=phase, reason=reason or detail)
-
-    def _discard(self, name: str) -> None:
-        try:
-            self._runtime.remove(
-                name, force=True, volumes=True, fingerprint=self._options.fingerprint
-            )
-        except EdgeCoreError as exc:
-            log.warning("could not remove failed container %s: %s", name, exc)
+        return self._launcher.launch(step, probes, run.alerts, hold=hold)

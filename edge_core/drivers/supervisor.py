@@ -289,9 +289,10 @@ class Supervisor:
         track.spec_hash = spec_hash
         track.last_launch = now
         track.stopping = False
-        # The new container has not been seen running yet: its going down
-        # before that is a failed start, not a health event.
-        track.was_running = False
+        # A launch is told once its probe saw the container run (ok) or
+        # fail: going down after a good probe is a health event, before it
+        # a failed start.
+        track.was_running = ok
         if track.park is not None:
             track.park.stable_since = None
 

@@ -473,9 +473,23 @@ def test_never_running_driver_does_not_go_down() -> None:
     clock = FakeClock()
     sup = make(clock)
     sup.observe(want(), [])
-    sup.launched(NAME, "h1", ok=True)
+    sup.launched(NAME, "h1", ok=False)
 
     assert sup.observe(want(), [seen("exited", exit_code=1)]).quiet
+
+
+def test_a_driver_killed_after_its_launch_probe_goes_down() -> None:
+    """The launch probe saw it run: killed before supervision looked at
+    it even once, it still goes down (a pass may still be pulling other
+    images when that happens)."""
+    clock = FakeClock()
+    sup = make(clock)
+    sup.observe(want(), [])
+    sup.launched(NAME, "h1", ok=True)
+
+    verdict = sup.observe(want(), [seen("exited", exit_code=137)])
+
+    assert [(d.name, d.exit_code) for d in verdict.went_down] == [(NAME, 137)]
 
 
 @pytest.mark.parametrize("gone", ["exited", "removed"])
