@@ -852,6 +852,8 @@ class Daemon:
             broker_down_since=self._broker_down_since,
             zenoh_router=self._router.name,
             zenoh_router_error=self._router.error,
+            zenoh_router_state=self._router.state,
+            zenoh_router_note=self._router.note,
             twin_file_problems=self._twin_sync.problems(),
         )
         self._state_writer.write(state)

@@ -525,6 +525,21 @@ def _zenoh(state: DaemonState) -> Check | None:
             "check ZENOH_ROUTER_IMAGE (the image must be pullable or present "
             "locally) and ZENOH_ROUTER_PORT; it is tried again by itself",
         )
+    note = state.zenoh_router_note
+    if state.zenoh_router_state == "paused":
+        return Check(
+            "zenoh router",
+            False,
+            f"container {state.zenoh_router} is {note or 'paused'}",
+        )
+    if note:
+        return Check(
+            "zenoh router",
+            None,
+            f"enabled: the router {note}",
+            "rename or remove the other container by hand; the router then "
+            "gets its name back by itself",
+        )
     return Check("zenoh router", True, f"enabled: container {state.zenoh_router}")
 
 

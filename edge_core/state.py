@@ -87,10 +87,13 @@ class DaemonState:
     # Whether the daemon holds a desired state of the selected environment
     # (downloaded, or read from desired-state.json); None from older daemons.
     desired_known: bool | None = None
-    # The Zenoh router's container name when the router is enabled, and
-    # why it does not run when it failed.
+    # The Zenoh router's container name when the router is enabled, why it
+    # does not run when it failed, what the last look found (``paused``,
+    # ``adopted`` …) and what a person did to it that is left as it is.
     zenoh_router: str | None = None
     zenoh_router_error: str | None = None
+    zenoh_router_state: str | None = None
+    zenoh_router_note: str | None = None
     # One line per lasting problem with a twin file (a refused push, a
     # file that cannot be written, one repaired from its driver's damage).
     twin_file_problems: tuple[str, ...] = ()

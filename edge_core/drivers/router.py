@@ -5,8 +5,9 @@ drivers belong to (named after it, protocol.md 4.1) and runs its
 ``ensure`` and ``restart`` on its own thread: a pass waits for the router
 only a few seconds, so the router starts before the drivers when its
 image is at hand, and a stalled pull of it holds up neither the drivers
-nor supervision. A router seen stopped between passes is started again at
-once. The last outcome is kept for ``status``.
+nor supervision. A router seen stopped, removed or renamed between passes
+is seen to at once; one a person paused is left alone. The last outcome is
+kept for ``status``.
 
 It decides nothing about the router's container itself; ``zenoh`` does.
 """
@@ -19,8 +20,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 
 from edge_core.config.settings import Settings
-from edge_core.drivers.zenoh import RouterStatus, ZenohRouter
-from edge_core.runtime.container import ContainerView
+from edge_core.drivers.zenoh import RouterState, RouterStatus, ZenohRouter
+from edge_core.runtime.container import ContainerState, ContainerView
 from edge_core.runtime.docker import DockerRuntime
 
 log = logging.getLogger(__name__)
@@ -47,10 +48,11 @@ class RouterKeeper:
 
     @property
     def name(self) -> str | None:
-        """The router's container name when it is enabled and known."""
+        """The router's container name when it is enabled and known (the
+        name a person gave it while it cannot get its own back)."""
         if self._router is None or not self._enabled:
             return None
-        return self._router.name
+        return self._router.container_name
 
     @property
     def error(self) -> str | None:
@@ -59,6 +61,22 @@ class RouterKeeper:
         if status is None or status.ok or self.name is None:
             return None
         return status.reason or status.state.value
+
+    @property
+    def state(self) -> str | None:
+        """What the last ``ensure`` found or did (``paused``, ``adopted`` …)."""
+        status = self._status
+        if status is None or self.name is None:
+            return None
+        return status.state.value
+
+    @property
+    def note(self) -> str | None:
+        """What a person did to the enabled router that is left as it is."""
+        status = self._status
+        if status is None or not status.note or self.name is None:
+            return None
+        return status.note
 
     def ensure(
         self, runtime: DockerRuntime, settings: Settings, environment_uuid: str
@@ -77,12 +95,22 @@ class RouterKeeper:
         self._wait(self._submit(router.restart, queue=True))
 
     def watch(self, views: Sequence[ContainerView]) -> None:
-        """Start a router that stopped (killed, removed) again at once."""
+        """See to a router that stopped (killed, removed) or was renamed at
+        once, and to one paused or unpaused since the last look (the router
+        is left as it is then; its status changes)."""
         router = self._router
         if router is None or not self._enabled:
             return
-        if any(view.name == router.name and view.running for view in views):
-            return
+        last = router.last_status
+        told = last.state if last is not None else None
+        name = router.container_name
+        for view in views:
+            if view.name != name:
+                continue
+            if view.running and told in (RouterState.STARTED, RouterState.ADOPTED):
+                return
+            if view.state is ContainerState.PAUSED and told is RouterState.PAUSED:
+                return
         self._submit(router.ensure)
 
     def forget(self) -> None:

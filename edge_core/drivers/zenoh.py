@@ -15,6 +15,14 @@ again until a capped, doubling delay has passed (``retry_initial`` to
 ``retry_max``), so a missing image is not pulled again before every pass;
 ``restart`` always tries at once.
 
+The router is known by its labels (the fingerprint and the service label
+``zenoh-router``), not only by its name: one a person renamed gets its
+name back and is kept, and any other router of ours goes before a new one
+starts, so two never run side by side on the host network. When a
+container that is not ours holds the name, ours keeps running under the
+name it was given, said once at WARNING. A router a person paused is left
+as it is, like a paused driver.
+
 With the setting off, ``ensure`` removes a router of ours left from an
 earlier run. It never touches a container without this edge core's
 fingerprint label.
@@ -28,18 +36,19 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from edge_core.config.settings import Settings
 from edge_core.errors import ContainerError, EdgeCoreError
 from edge_core.model.envlayer import zenoh_router_endpoint
 from edge_core.model.names import ZENOH_ROUTER_PREFIX
-from edge_core.model.spec import ContainerSpec
-from edge_core.model.zenoh import RouterInputs, router_spec
+from edge_core.model.spec import LABEL_SERVICE, ContainerSpec
+from edge_core.model.zenoh import ROUTER_ROLE, RouterInputs, router_spec
 from edge_core.runtime import (
     ContainerState,
     ContainerView,
     DockerRuntime,
+    ForeignContainerError,
     PullEvent,
     PullFailed,
 )
@@ -54,6 +63,7 @@ class RouterState(enum.Enum):
     STARTED = "started"
     ADOPTED = "adopted"
     WAITING = "waiting"
+    PAUSED = "paused"
     FAILED = "failed"
 
 
@@ -61,8 +71,11 @@ class RouterState(enum.Enum):
 class RouterStatus:
     """The router after one ``ensure`` or ``restart``, for logs and status.
 
-    ``endpoint`` is what drivers are given as ``ZENOH_CONNECT`` when no
-    endpoints are configured; ``reason`` says why it failed.
+    ``name`` is the router container's name (another than the router's own
+    only when ours cannot get its name back); ``endpoint`` is what drivers
+    are given as ``ZENOH_CONNECT`` when no endpoints are configured;
+    ``reason`` says why it failed; ``note`` what a person did to it that
+    is left as it is (a pause, a name taken by another container).
     """
 
     name: str
@@ -70,6 +83,7 @@ class RouterStatus:
     endpoint: str
     container_id: str | None = None
     reason: str = ""
+    note: str = ""
 
     @property
     def ok(self) -> bool:
@@ -163,6 +177,12 @@ class ZenohRouter:
         """The outcome of the latest ``ensure`` or ``restart``, if any."""
         return self._last
 
+    @property
+    def container_name(self) -> str:
+        """The name the router container has now, as the latest outcome saw."""
+        last = self._last
+        return last.name if last is not None else self.name
+
     def ensure(self) -> RouterStatus:
         """Make the router run when enabled, or be gone when not.
 
@@ -183,7 +203,9 @@ class ZenohRouter:
         with self._lock:
             self._failures, self._retry_at = 0, 0.0
             try:
-                self._runtime.remove(self.name, fingerprint=self._fingerprint)
+                # Whatever its name now: a person may have renamed it.
+                for view in self._routers():
+                    self._runtime.remove(view.name, fingerprint=self._fingerprint)
             except EdgeCoreError as exc:
                 reason = f"could not remove it for the restart: {exc}"
                 return self._settle(self._failed(reason))
@@ -215,29 +237,102 @@ class ZenohRouter:
         return self._status(RouterState.DISABLED)
 
     def _converge(self) -> RouterStatus:
-        # A router of ours under another name belongs to an environment this
-        # edge no longer serves; once per start is enough to find it.
-        if not self._swept:
-            for view in self._routers():
-                if view.name != self.name:
-                    log.debug("%s belongs to another environment", view.name)
-                    self._runtime.remove(view.name, fingerprint=self._fingerprint)
-            self._swept = True
-
         spec = router_spec(
             self._inputs, fingerprint=self._fingerprint, image_id=self._image_id()
         )
-        current = self._runtime.inspect(spec.name, fingerprint=self._fingerprint)
+        try:
+            current = self._runtime.inspect(spec.name, fingerprint=self._fingerprint)
+        except ForeignContainerError as exc:
+            return self._name_taken(spec, exc)
+        if current is None:
+            renamed = self._renamed(spec)
+            if renamed is not None:
+                try:
+                    current = self._rename_back(renamed, spec.name)
+                except EdgeCoreError as exc:
+                    why = f"it could not be renamed back: {exc}"
+                    return self._elsewhere(renamed, spec, why, str(exc))
         if current is not None:
             kept = self._keep(current, spec)
             if kept is not None:
+                if not self._swept:
+                    self._sweep(spec)
                 return kept
             self._runtime.remove(spec.name, fingerprint=self._fingerprint)
+        # Never a second router next to one of ours on the host network.
+        self._sweep(spec)
         return self._launch(spec)
 
-    def _routers(self) -> list[ContainerView]:
-        views = self._runtime.list_managed(self._fingerprint)
-        return [v for v in views if v.name.startswith(ZENOH_ROUTER_PREFIX)]
+    def _routers(self, spec: ContainerSpec | None = None) -> list[ContainerView]:
+        """Our routers, by their labels and whatever their names.
+
+        A router created before it carried its service label is known by
+        its name, or by the spec hash of ``spec`` under another name.
+        """
+        found: list[ContainerView] = []
+        for view in self._runtime.list_managed(self._fingerprint):
+            role = view.labels.get(LABEL_SERVICE)
+            if role == ROUTER_ROLE:
+                found.append(view)
+            elif role is None and view.twin_uuid is None:
+                named = view.name.startswith(ZENOH_ROUTER_PREFIX)
+                if named or (spec is not None and view.spec_hash == spec.spec_hash):
+                    found.append(view)
+        return found
+
+    def _sweep(self, spec: ContainerSpec) -> None:
+        """Remove every router of ours but the one named as ``spec`` says:
+        that of an environment this edge no longer serves, or a second one."""
+        for view in self._routers(spec):
+            if view.name != spec.name:
+                log.info("removing %s: the Zenoh router is %s", view.name, spec.name)
+                self._runtime.remove(view.name, fingerprint=self._fingerprint)
+        self._swept = True
+
+    def _renamed(self, spec: ContainerSpec) -> ContainerView | None:
+        """Our router of ``spec`` under a name a person gave it (a running
+        one first), if any."""
+        found = [
+            view
+            for view in self._routers(spec)
+            if view.name != spec.name and view.spec_hash == spec.spec_hash
+        ]
+        found.sort(key=lambda view: (not view.running, view.name))
+        return found[0] if found else None
+
+    def _rename_back(self, view: ContainerView, name: str) -> ContainerView:
+        log.info(
+            "container %s is the Zenoh router %s under another name; renaming it back",
+            view.name,
+            name,
+        )
+        self._runtime.rename(view.name, name, fingerprint=self._fingerprint)
+        return replace(view, name=name)
+
+    def _name_taken(
+        self, spec: ContainerSpec, exc: ForeignContainerError
+    ) -> RouterStatus:
+        """A container that is not ours holds the name: it is left alone,
+        and so is our router under another name; none is started."""
+        renamed = self._renamed(spec)
+        if renamed is None:
+            return self._failed(str(exc))
+        why = (
+            "a container not managed by this edge core holds its name, so it is "
+            "not renamed back; that container is left alone and no second "
+            "router is started"
+        )
+        return self._elsewhere(renamed, spec, why, str(exc))
+
+    def _elsewhere(
+        self, view: ContainerView, spec: ContainerSpec, why: str, failure: str
+    ) -> RouterStatus:
+        """The status of our router kept under the name ``view`` has."""
+        kept = self._keep(view, spec)
+        if kept is None:
+            return self._failed(failure)
+        where = f"runs as {view.name}: {why}"
+        return replace(kept, note=f"{kept.note}; it {where}" if kept.note else where)
 
     def _image_id(self) -> str:
         """The local id of the router image, pulled only when missing."""
@@ -269,16 +364,22 @@ class ZenohRouter:
         if current.spec_hash != spec.spec_hash:
             log.debug(
                 "recreating %s: spec changed (%s -> %s)",
-                spec.name,
+                current.name,
                 (current.spec_hash or "none")[:12],
                 spec.spec_hash[:12],
             )
             return None
+        name, found = current.name, current.id
         if current.running:
-            return self._status(RouterState.ADOPTED, container_id=current.id)
+            return self._status(RouterState.ADOPTED, container_id=found, name=name)
         if current.state is ContainerState.RESTARTING:
-            return self._status(RouterState.WAITING, container_id=current.id)
-        log.debug("recreating %s: it is %s", spec.name, current.state.value)
+            return self._status(RouterState.WAITING, container_id=found, name=name)
+        if current.state is ContainerState.PAUSED:
+            note = f"paused by hand; left alone until: docker unpause {name}"
+            return self._status(
+                RouterState.PAUSED, container_id=found, name=name, note=note
+            )
+        log.debug("recreating %s: it is %s", current.name, current.state.value)
         return None
 
     def _launch(self, spec: ContainerSpec) -> RouterStatus:
@@ -302,14 +403,21 @@ class ZenohRouter:
     # -- outcomes ---------------------------------------------------------
 
     def _status(
-        self, state: RouterState, *, container_id: str | None = None, reason: str = ""
+        self,
+        state: RouterState,
+        *,
+        container_id: str | None = None,
+        reason: str = "",
+        name: str | None = None,
+        note: str = "",
     ) -> RouterStatus:
         return RouterStatus(
-            name=self.name,
+            name=name or self.name,
             state=state,
             endpoint=self._endpoint,
             container_id=container_id,
             reason=reason,
+            note=note,
         )
 
     def _failed(self, reason: str) -> RouterStatus:
@@ -328,8 +436,13 @@ class ZenohRouter:
         return status
 
     def _report(self, status: RouterStatus) -> None:
-        """One line per change; the same failure again is DEBUG only."""
+        """One line per change; the same failure or note again is DEBUG only."""
         last = self._last
+        told = last is not None and last.note == status.note
+        if status.name != self.name and not told:
+            paused = "is " if status.state is RouterState.PAUSED else ""
+            log.warning("Zenoh router %s %s%s", self.name, paused, status.note)
+            return
         if status.state is RouterState.FAILED:
             if last is not None and last.reason == status.reason:
                 log.debug("%s still not running: %s", self.name, status.reason)
@@ -346,5 +459,9 @@ class ZenohRouter:
             last is None or last.container_id != status.container_id
         ):
             log.info("adopted running Zenoh router %s", self.name)
+        elif status.state is RouterState.PAUSED and (
+            last is None or last.state is not RouterState.PAUSED
+        ):
+            log.info("Zenoh router %s is %s", status.name, status.note)
         else:
             log.debug("Zenoh router %s: %s", self.name, status.state.value)

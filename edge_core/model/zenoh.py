@@ -7,7 +7,9 @@ rotation as the drivers, on the host network on Linux and with its port
 published on other hosts. Unlike the deployed edge core it carries the
 created-by and fingerprint labels and a spec hash (7b item 16), so the
 edge core only ever touches its own router and adopts a running one
-whose spec is unchanged.
+whose spec is unchanged. Its service label says ``zenoh-router``, as the
+worker's says ``worker`` (4.2): the edge core knows its router by these
+labels, also under a name a person gave it.
 
 The image runs ``zenohd`` with its own defaults, which listen on 7447.
 For another ``ZENOH_ROUTER_PORT`` the router is told to listen there
@@ -29,6 +31,7 @@ from edge_core.model.runargs import LOGS_OFF, PRODUCT
 from edge_core.model.spec import (
     LABEL_CREATED_BY,
     LABEL_FINGERPRINT,
+    LABEL_SERVICE,
     LABEL_SPEC_HASH,
     ContainerSpec,
     spec_hash,
@@ -37,6 +40,8 @@ from edge_core.model.spec import (
 DEFAULT_ROUTER_IMAGE = "eclipse/zenoh:latest"
 DEFAULT_ROUTER_PORT = 7447
 ROUTER_RESTART = "unless-stopped"
+ROUTER_ROLE = "zenoh-router"
+"""The router's ``io.cyberwave.edge.service`` label."""
 DOCKER_HOST_GATEWAY = f"{DOCKER_HOST_ALIAS}:host-gateway"
 
 Pairs = list[tuple[str, str | bool]]
@@ -120,12 +125,13 @@ def router_spec(
         LABEL_SPEC_HASH: digest,
         LABEL_CREATED_BY: f"{PRODUCT}/{inputs.version}",
         LABEL_FINGERPRINT: fingerprint,
+        LABEL_SERVICE: ROUTER_ROLE,
     }
     return ContainerSpec(
         name=inputs.name,
         image=inputs.image,
         twin_uuid="",
-        service=None,
+        service=ROUTER_ROLE,
         command=command,
         options=options,
         labels=labels,

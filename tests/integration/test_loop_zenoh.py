@@ -4,7 +4,9 @@ With ``ZENOH_ROUTER_ENABLED=true`` the edge core starts its router
 container before any driver and points every driver at it through
 ``ZENOH_CONNECT``, unless the driver's own ``-e`` sets it (7b item 24);
 ``ZENOH_SHARED_MEMORY`` reaches every driver. A router that cannot run
-holds back no driver and is a failed row in ``status``.
+holds back no driver and is a failed row in ``status``. A router a person
+renamed gets its name back instead of a second one being started; one a
+person paused is left alone and ``status`` says so.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pytest
 
 from tests.emulator.broker import free_port
 from tests.emulator.server import Emulator
+from tests.support.docker_helpers import container_ids
 from tests.support.edge import (
     STARTUP_TIMEOUT,
     EdgeFactory,
@@ -157,6 +160,64 @@ def test_a_killed_router_is_started_again_within_a_cycle_or_two(
     assert check(edge.status_json(), "zenoh router")["ok"] is True
 
 
+def test_a_renamed_router_gets_its_name_back_instead_of_a_second_one(
+    emulator: Emulator,
+    fingerprint: str,
+    new_edge: EdgeFactory,
+    driver_image: str,
+    router_image: str,
+    docker_client: docker.DockerClient,
+) -> None:
+    """docker rename on the router: the edge core finds it by its labels and
+    renames it back; it is the same container, no second router runs next
+    to it on the host network, and status names it."""
+    environment = driver_environment(fingerprint, [IDLE_SCRIPT])
+    edge = _start(new_edge, environment, env=_router_env(router_image))
+    router_name = f"cyberwave-zenoh-router-{environment.environment_uuid[:8]}"
+    router_id = (inspect(docker_client, router_name) or {})["Id"]
+    docker_client.api.rename(router_id, f"my-router-{fingerprint}")
+
+    wait_cycles(edge, emulator, environment.environment_uuid, 4)
+    ids = container_ids(docker_client, fingerprint)
+    routers = {n: i for n, i in ids.items() if n not in environment.driver_names}
+    assert routers == {router_name: router_id}
+    router = inspect(docker_client, router_name)
+    assert router is not None and router["State"]["Status"] == "running"
+    row = check(edge.status_json(), "zenoh router")
+    assert (row["ok"], row["detail"]) == (True, f"enabled: container {router_name}")
+
+
+def test_a_paused_router_is_left_alone_and_status_says_so(
+    emulator: Emulator,
+    fingerprint: str,
+    new_edge: EdgeFactory,
+    driver_image: str,
+    router_image: str,
+    docker_client: docker.DockerClient,
+) -> None:
+    """docker pause on the router: like a paused driver it is neither removed
+    nor recreated over the following cycles, and the status row says it is
+    paused and how to undo it."""
+    environment = driver_environment(fingerprint, [IDLE_SCRIPT])
+    edge = _start(new_edge, environment, env=_router_env(router_image))
+    router_name = f"cyberwave-zenoh-router-{environment.environment_uuid[:8]}"
+    router_id = (inspect(docker_client, router_name) or {})["Id"]
+    docker_client.api.pause(router_id)
+    try:
+        wait_cycles(edge, emulator, environment.environment_uuid, 4)
+        router = inspect(docker_client, router_name)
+        assert router is not None and router["Id"] == router_id
+        assert router["State"]["Status"] == "paused"
+        row = check(edge.status_json(), "zenoh router")
+        assert row["ok"] is False
+        assert row["detail"] == (
+            f"container {router_name} is paused by hand; "
+            f"left alone until: docker unpause {router_name}"
+        )
+    finally:
+        docker_client.api.unpause(router_id)
+
+
 def _start(
     new_edge: EdgeFactory, environment: DriverEnvironment, *, env: dict[str, str]
 ) -> EdgeProcess:
@@ -187,3 +248,11 @@ def _router_failed(report: dict[str, Any]) -> dict[str, Any] | None:
         if item.get("name") == "zenoh router" and item.get("ok") is False:
             return report
     return None
+
+
+def _router_env(router_image: str) -> dict[str, str]:
+    return {
+        "ZENOH_ROUTER_ENABLED": "true",
+        "ZENOH_ROUTER_IMAGE": router_image,
+        "ZENOH_ROUTER_PORT": str(free_port()),
+    }

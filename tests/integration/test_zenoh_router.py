@@ -22,6 +22,7 @@ from edge_core.model.zenoh import RouterInputs, router_spec
 from edge_core.runtime import DockerRuntime
 from tests.conftest import remove_labelled
 from tests.emulator.broker import free_port
+from tests.support.docker_helpers import container_ids
 
 pytestmark = pytest.mark.integration
 
@@ -278,6 +279,110 @@ def test_a_foreign_container_with_the_name_is_left_alone(
         assert attrs["State"]["Status"] == "running"
     finally:
         remove_labelled(docker_client, other)
+
+
+def test_a_renamed_router_gets_its_name_back_and_is_not_doubled(
+    docker_runtime: DockerRuntime,
+    docker_client: docker.DockerClient,
+    fingerprint: str,
+    router_image: str,
+) -> None:
+    """A router a person renamed is known by its labels: it is renamed back
+    and adopted, no second one is started, and a restart replaces it."""
+    router = make_router(docker_runtime, fingerprint, router_image)
+    started = router.ensure()
+    docker_client.api.rename(str(started.container_id), f"my-router-{fingerprint}")
+
+    again = router.ensure()
+    assert again.state is RouterState.ADOPTED, again
+    assert again.container_id == started.container_id
+    assert container_ids(docker_client, fingerprint) == {
+        router.name: started.container_id
+    }
+
+    docker_client.api.rename(str(started.container_id), f"my-router-{fingerprint}")
+    restarted = router.restart()
+    assert restarted.state is RouterState.STARTED, restarted
+    assert container_ids(docker_client, fingerprint) == {
+        router.name: restarted.container_id
+    }
+
+
+def test_a_renamed_router_whose_name_is_taken_keeps_running_as_it_is(
+    docker_runtime: DockerRuntime,
+    docker_client: docker.DockerClient,
+    fingerprint: str,
+    router_image: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """When a container that is not ours took the name of our renamed router,
+    both are left as they are and no second router starts; it is said once
+    at WARNING, and the router gets its name back once the name is free."""
+    router = make_router(docker_runtime, fingerprint, router_image)
+    started = router.ensure()
+    renamed = f"my-router-{fingerprint}"
+    docker_client.api.rename(str(started.container_id), renamed)
+    other = f"{fingerprint}-other"
+    foreign = docker_client.api.create_container(
+        router_image, name=router.name, labels={LABEL_FINGERPRINT: other}
+    )
+    try:
+        with caplog.at_level(logging.INFO, logger="edge_core"):
+            first = router.ensure()
+            second = router.ensure()
+        for status in (first, second):
+            assert status.state is RouterState.ADOPTED, status
+            assert status.ok
+            assert (status.name, status.container_id) == (
+                renamed,
+                started.container_id,
+            )
+            assert "not managed by this edge core" in status.note
+        assert router.container_name == renamed
+        assert container_ids(docker_client, fingerprint) == {
+            renamed: started.container_id
+        }
+        assert inspect(docker_client, router.name)["Id"] == foreign["Id"]
+        warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+        assert warnings == [f"Zenoh router {router.name} {first.note}"]
+        assert caplog.records[0].levelno == logging.WARNING
+    finally:
+        remove_labelled(docker_client, other)
+
+    back = router.ensure()
+    assert back.state is RouterState.ADOPTED, back
+    assert (back.name, back.container_id, back.note) == (
+        router.name,
+        started.container_id,
+        "",
+    )
+
+
+def test_a_paused_router_is_left_alone(
+    docker_runtime: DockerRuntime,
+    docker_client: docker.DockerClient,
+    fingerprint: str,
+    router_image: str,
+) -> None:
+    """A router a person paused is neither removed nor recreated; its status
+    says it is paused and how to undo it, and it is adopted once unpaused."""
+    router = make_router(docker_runtime, fingerprint, router_image)
+    started = router.ensure()
+    docker_client.api.pause(str(started.container_id))
+
+    paused = router.ensure()
+    assert paused.state is RouterState.PAUSED, paused
+    assert paused.ok
+    assert paused.container_id == started.container_id
+    assert paused.note == (
+        f"paused by hand; left alone until: docker unpause {router.name}"
+    )
+    assert inspect(docker_client, router.name)["State"]["Status"] == "paused"
+
+    docker_client.api.unpause(str(started.container_id))
+    unpaused = router.ensure()
+    assert unpaused.state is RouterState.ADOPTED
+    assert unpaused.container_id == started.container_id
 
 
 def test_disabled_removes_a_router_left_running(

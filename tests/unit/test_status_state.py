@@ -342,6 +342,51 @@ def test_failed_zenoh_router_row_says_why_and_what_to_do(config_dir: Path) -> No
     assert report.healthy is False
 
 
+def test_paused_zenoh_router_row_says_it_is_paused(config_dir: Path) -> None:
+    """A router a person paused is a failed row saying so and how to undo it,
+    like a paused driver's row, without the settings hint of a failure."""
+    note = (
+        "paused by hand; left alone until: docker unpause cyberwave-zenoh-router-1a2b"
+    )
+    write_state(
+        config_dir,
+        with_fields(
+            zenoh_router="cyberwave-zenoh-router-1a2b",
+            zenoh_router_state="paused",
+            zenoh_router_note=note,
+        ),
+    )
+
+    report = gather(environ(config_dir), online=False)
+    row = check(report, "zenoh router")
+
+    assert (row.ok, row.fix) == (False, None)
+    assert row.detail == f"container cyberwave-zenoh-router-1a2b is {note}"
+    assert report.healthy is False
+
+
+def test_zenoh_router_kept_under_another_name_is_a_warning_row(
+    config_dir: Path,
+) -> None:
+    """A router that runs under the name a person gave it, because a foreign
+    container holds its own, is neither ok nor failed, with what to do."""
+    note = "runs as my-router: a container not managed by this edge core holds its name"
+    write_state(
+        config_dir,
+        with_fields(
+            zenoh_router="my-router",
+            zenoh_router_state="adopted",
+            zenoh_router_note=note,
+        ),
+    )
+
+    row = check(gather(environ(config_dir), online=False), "zenoh router")
+
+    assert row.ok is None
+    assert row.detail == f"enabled: the router {note}"
+    assert row.fix is not None and "gets its name back" in row.fix
+
+
 def test_an_environment_the_backend_refuses_fails_the_environment_row(
     config_dir: Path,
 ) -> None:

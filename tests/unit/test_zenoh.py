@@ -7,6 +7,7 @@ from dataclasses import replace
 from edge_core.model.spec import (
     LABEL_CREATED_BY,
     LABEL_FINGERPRINT,
+    LABEL_SERVICE,
     LABEL_SPEC_HASH,
 )
 from edge_core.model.zenoh import RouterInputs, router_command, router_spec
@@ -40,12 +41,14 @@ def test_linux_router_options_are_those_of_the_contract() -> None:
 
 
 def test_router_carries_the_edge_labels() -> None:
-    """Created-by, fingerprint and spec hash make it ours (7b item 16)."""
+    """Created-by, fingerprint and spec hash make it ours (7b item 16); its
+    service label says it is the router."""
     spec = router_spec(INPUTS, fingerprint=FP, image_id=None)
     assert dict(spec.labels) == {
         LABEL_SPEC_HASH: spec.spec_hash,
         LABEL_CREATED_BY: "cyberwave-edge-core/1.2",
         LABEL_FINGERPRINT: FP,
+        LABEL_SERVICE: "zenoh-router",
     }
 
 
