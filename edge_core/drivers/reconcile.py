@@ -319,7 +319,13 @@ class DriverReconciler:
         hold: Mapping[str, str],
         hold_reason: HoldReason | None,
     ) -> PassResult:
-        build = self._builder(twins, assets, ctx, launch, driver_overrides)
+        listed = {
+            c.name: c for c in self._runtime.list_managed(self._options.fingerprint)
+        }
+        holders = {
+            name: c.twin_uuid for name, c in listed.items() if c.twin_uuid is not None
+        }
+        build = self._builder(twins, assets, ctx, launch, driver_overrides, holders)
         # The draft knows the topology, images and failures; its mounts do
         # not matter, so it may be built before the twin files are written.
         draft = build({}, {})
@@ -332,10 +338,7 @@ class DriverReconciler:
             and not self._has_twin_file(twin.uuid)
         )
         environments = {t.uuid: t.environment_uuid for t in topology.linked}
-        current = self._reclaim(
-            draft.specs,
-            {c.name: c for c in self._runtime.list_managed(self._options.fingerprint)},
-        )
+        current = self._reclaim(draft.specs, listed)
         if hold_reason is not None:
             hold = dict(hold)
             for spec in draft.specs:
@@ -397,11 +400,14 @@ class DriverReconciler:
         ctx: DriverContext,
         launch: LaunchContext,
         driver_overrides: Mapping[str, str],
+        name_holders: Mapping[str, str],
     ) -> BuildSpecs:
         """The spec builder of one pass, given the local image ids to hash.
 
         The spec hash covers the local image id, so images come first and
-        the specs are built again once they are present.
+        the specs are built again once they are present. ``name_holders``
+        (container name to twin, as listed at the start of the pass) keeps
+        each existing container with the twin it serves.
         """
         opts = self._options
 
@@ -419,6 +425,7 @@ class DriverReconciler:
                 driver_overrides=driver_overrides,
                 twin_json_present=self._has_twin_file,
                 image_substitutes=substitutes,
+                name_holders=name_holders,
             )
 
         return build

@@ -314,6 +314,7 @@ def build_driver_specs(
     twin_json_present: Callable[[str], bool] | Collection[str] = (),
     video_devices: Mapping[str, str] | None = None,
     image_substitutes: Mapping[str, str] | None = None,
+    name_holders: Mapping[str, str] | None = None,
 ) -> DesiredDrivers:
     """The driver containers of the twins linked to this edge.
 
@@ -324,7 +325,9 @@ def build_driver_specs(
     an image (``credentials.json``); ``twin_json_present`` says which
     twins have ``{config}/<uuid>.json``; ``video_devices`` maps a twin
     uuid to its camera device; ``image_substitutes`` replaces one final
-    image reference with another (the Jetson fallback).
+    image reference with another (the Jetson fallback);
+    ``name_holders`` maps the name of each existing driver container to
+    the twin it serves, so a name two twins want stays with its container.
     """
     topology = resolve_topology(
         twins, assets_by_uuid, fingerprint or launch.fingerprint
@@ -368,7 +371,7 @@ def build_driver_specs(
         fallbacks.update(result.fallbacks)
         dependencies.update(result.dependencies)
 
-    specs, collisions = _without_name_collisions(specs)
+    specs, collisions = _without_name_collisions(specs, name_holders or {})
     failures += collisions
     for collision in collisions:
         profiles.pop(collision.twin_uuid, None)
@@ -399,37 +402,53 @@ def twin_documents(
 
 
 def _without_name_collisions(
-    specs: Sequence[ContainerSpec],
+    specs: Sequence[ContainerSpec], holders: Mapping[str, str]
 ) -> tuple[list[ContainerSpec], list[DriverFailure]]:
     """Drop the specs of twins whose container name another twin has.
 
     Names keep only the first 8 characters of a twin uuid (protocol.md
-    4.1), so two twins can want one name. The twin with the smallest uuid
-    keeps it, whatever order the backend lists them in, so the container
-    is never handed from one twin to the other; the others fail with a
-    reason naming both.
+    4.1), so two twins can want one name. An existing container keeps
+    serving the twin it was made for; a name no container has goes to the
+    twin with the smallest uuid, whatever order the backend lists them in.
+    Either way a container is never handed from one twin to another. The
+    twins left out fail with a reason naming the holder.
     """
-    owner: dict[str, str] = {}
+    wanting: dict[str, set[str]] = {}
     for spec in specs:
-        current = owner.get(spec.name)
-        if current is None or spec.twin_uuid < current:
-            owner[spec.name] = spec.twin_uuid
-    losers: dict[str, tuple[str, str]] = {}
+        wanting.setdefault(spec.name, set()).add(spec.twin_uuid)
+    owner: dict[str, str | None] = {}
+    for name, twins in wanting.items():
+        holder = holders.get(name)
+        if holder is None:
+            owner[name] = min(twins)
+        else:
+            # A container of an unlinked twin is an orphan: never taken.
+            owner[name] = holder if holder in twins else None
+    losers: dict[str, str] = {}
     for spec in specs:
         if owner[spec.name] != spec.twin_uuid:
-            losers.setdefault(spec.twin_uuid, (spec.name, owner[spec.name]))
+            losers.setdefault(spec.twin_uuid, spec.name)
     kept = [spec for spec in specs if spec.twin_uuid not in losers]
     failures = [
         DriverFailure(
             twin_uuid=twin_uuid,
             title=TITLE_RUN_FAILED,
-            reason=(
-                f"its container name {name} is already the driver of twin "
-                f"{other} (their uuids start alike); one of the two twins needs "
-                "another uuid, only the driver of twin "
-                f"{other} runs on this edge"
-            ),
+            reason=_collision_reason(name, owner[name], holders.get(name)),
         )
-        for twin_uuid, (name, other) in sorted(losers.items())
+        for twin_uuid, name in sorted(losers.items())
     ]
     return kept, failures
+
+
+def _collision_reason(name: str, owner: str | None, holder: str | None) -> str:
+    if owner is None:
+        return (
+            f"its container name {name} is held by the container of twin "
+            f"{holder}, which is no longer linked to this edge; remove that "
+            f"container (docker rm -f {name}) to start this driver"
+        )
+    return (
+        f"its container name {name} is already the driver of twin "
+        f"{owner} (their uuids start alike); one of the two twins needs "
+        f"another uuid, only the driver of twin {owner} runs on this edge"
+    )

@@ -262,3 +262,48 @@ def test_a_twin_with_broken_metadata_fails_alone(
     assert status_row(report, edited)["outcome"] != "orphan"
     assert status_row(report, good)["ok"] is True
     assert "no longer linked" not in edge.log_text()
+
+
+def test_a_lookalike_twin_never_takes_over_a_running_driver(
+    emulator: Emulator,
+    fingerprint: str,
+    new_edge: EdgeFactory,
+    driver_image: str,
+    docker_client: docker.DockerClient,
+) -> None:
+    """Two twins whose uuids start alike want one container name. The
+    driver running first keeps it when the other is linked (smaller uuid
+    or not), and when that other twin is unlinked again nothing is
+    recreated: the container was never handed over."""
+    prefix = uuid.uuid4().hex[:8]
+    big = f"{prefix}-ffff-4fff-8fff-{uuid.uuid4().hex[:12]}"
+    small = f"{prefix}-0000-4000-8000-{uuid.uuid4().hex[:12]}"
+    environment = driver_environment(fingerprint, [])
+    environment.fixture["twins"].append(
+        environment.new_twin(IDLE_SCRIPT, twin_uuid=big)
+    )
+    edge = start_loop_edge(new_edge, environment, docker_client)
+    name = container_name(big)
+    before = identity(docker_client, name)
+
+    lookalike = environment.new_twin(IDLE_SCRIPT, twin_uuid=small)
+    emulator.backend.set_twin(lookalike)
+    edge.wait_for(
+        lambda: "already the driver of twin" in edge.log_text(),
+        timeout=STARTUP_TIMEOUT,
+        what="the lookalike twin's failure",
+    )
+    wait_cycles(edge, emulator, environment.environment_uuid, 2)
+    assert identity(docker_client, name) == before
+    assert alerts_of(emulator, small, "driver_start_failure")
+
+    metadata = copy.deepcopy(lookalike["metadata"])
+    metadata["edge_fingerprint"] = "another-edge-000000000000"
+    emulator.edit_twin(small, {"metadata": metadata})
+    wait_cycles(edge, emulator, environment.environment_uuid, 3)
+
+    assert identity(docker_client, name) == before
+    attrs = inspect(docker_client, name)
+    assert attrs is not None
+    assert attrs["Config"]["Labels"]["io.cyberwave.edge.twin"] == big
+    assert orphans(edge) == set()

@@ -661,3 +661,62 @@ def test_twins_whose_uuids_start_alike_do_not_share_a_container(order: int) -> N
     assert failure.twin_uuid == second
     assert failure.title == TITLE_RUN_FAILED
     assert "cyberwave-driver-0eaa9902" in failure.reason and first in failure.reason
+
+
+# -- two twins whose uuids start alike -------------------------------------------
+
+ARM_LOOKALIKE = "7f3c2a10-ffff-4fff-8fff-ffffffffffff"
+ARM_NAME = "cyberwave-driver-7f3c2a10"
+
+
+def _with_lookalike() -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The example plus a copy of the arm whose uuid starts like the arm's,
+    listed first."""
+    twins, assets = example()
+    [arm] = [twin for twin in twins if twin["uuid"] == ARM]
+    lookalike = json.loads(json.dumps(arm))
+    lookalike["uuid"] = ARM_LOOKALIKE
+    return [lookalike, *twins], assets
+
+
+def _arm_owner(desired: Any) -> str:
+    return str(by_name(desired.specs)[ARM_NAME].twin_uuid)
+
+
+def test_a_shared_name_goes_to_the_smaller_uuid_when_no_container_has_it() -> None:
+    """Whatever the listing order, the twin with the smaller uuid gets the
+    name and the other fails with a reason naming it."""
+    twins, assets = _with_lookalike()
+
+    for order in (twins, list(reversed(twins))):
+        desired = build(order, assets)
+        assert _arm_owner(desired) == ARM
+        [failure] = [f for f in desired.failures if f.twin_uuid == ARM_LOOKALIKE]
+        assert f"already the driver of twin {ARM}" in failure.reason
+
+
+def test_a_shared_name_stays_with_the_twin_whose_container_has_it() -> None:
+    """The bigger uuid's container runs already: linking the smaller twin
+    does not hand that container over."""
+    twins, assets = _with_lookalike()
+
+    desired = build(twins, assets, name_holders={ARM_NAME: ARM_LOOKALIKE})
+
+    assert _arm_owner(desired) == ARM_LOOKALIKE
+    [failure] = [f for f in desired.failures if f.twin_uuid == ARM]
+    assert f"already the driver of twin {ARM_LOOKALIKE}" in failure.reason
+
+
+def test_a_shared_name_held_by_an_unlinked_twin_is_not_taken() -> None:
+    """The container with the name serves a twin no longer linked (an
+    orphan, never touched): the linked twin that wants the name fails and
+    is told how to free it."""
+    twins, assets = example()
+    orphan_twin = "7f3c2a10-0000-4000-8000-000000000000"
+
+    desired = build(twins, assets, name_holders={ARM_NAME: orphan_twin})
+
+    assert ARM_NAME not in by_name(desired.specs)
+    [failure] = [f for f in desired.failures if f.twin_uuid == ARM]
+    assert f"held by the container of twin {orphan_twin}" in failure.reason
+    assert f"docker rm -f {ARM_NAME}" in failure.reason
