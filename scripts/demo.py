@@ -110,7 +110,10 @@ def start_registry(port: int) -> subprocess.Popen[bytes]:
     )
     log = (DEMO_DIR / "registry.log").open("wb")
     process = subprocess.Popen(
-        ["docker-registry", "serve", str(config)], stdout=log, stderr=log
+        ["docker-registry", "serve", str(config)],
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
     )
     for _ in range(100):
         try:
@@ -299,7 +302,9 @@ def main() -> int:
     fingerprint = f"demo-{secrets.token_hex(4)}"
     token = f"cw_demo_{secrets.token_hex(12)}"
     processes: list[subprocess.Popen[bytes]] = []
-    broker = Broker()
+    # Every helper runs in a session of its own: a Ctrl-C (which also reaches
+    # a pipe reader such as tee) is for the demo, which stops them in order.
+    broker = Broker(own_session=True)
     edge: subprocess.Popen[bytes] | None = None
     registry_prefix: str | None = None
     try:
@@ -341,6 +346,7 @@ def main() -> int:
             cwd=ROOT,
             stdout=emulator_log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         processes.append(emulator)
         for _ in range(100):
@@ -372,6 +378,7 @@ def main() -> int:
             stdout=edge_log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
+            start_new_session=True,
         )
         say(f"edge core started (fingerprint {fingerprint}); log: .demo/edge-core.log")
         wait_for_drivers(edge, env, expected=2, timeout=120)
@@ -379,7 +386,7 @@ def main() -> int:
         with contextlib.suppress(OSError):
             print(
                 f"CYBERWAVE_EDGE_CONFIG_DIR={config_dir} "
-                ".venv/bin/cyberwave-edge-core status",
+                f"{ROOT / '.venv/bin/cyberwave-edge-core'} status",
                 flush=True,
             )
         subprocess.run(

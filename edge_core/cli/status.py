@@ -74,7 +74,14 @@ def show_status(*, as_json: bool, online: bool) -> int:
     if as_json:
         print(json.dumps(report.to_json(), indent=2, default=str))
     else:
-        # Piped output (logs, support tickets) keeps whole lines.
-        console = Console() if sys.stdout.isatty() else Console(width=160)
-        render(report, console)
+        if sys.stdout.isatty():
+            render(report, Console())
+        else:
+            # Piped output (logs, support tickets) keeps whole lines, without
+            # the padding that lines up columns on a terminal.
+            console = Console(width=160)
+            with console.capture() as captured:
+                render(report, console)
+            for line in captured.get().splitlines():
+                print(line.rstrip())
     return 0 if report.healthy else 1

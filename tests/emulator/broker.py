@@ -50,7 +50,11 @@ class Broker:
         users: Mapping[str, str] | None = None,
         workdir: Path | None = None,
         executable: str | None = None,
+        own_session: bool = False,
     ) -> None:
+        self.own_session = own_session
+        """Run in a session of its own, so a Ctrl-C meant for the caller
+        does not stop the broker before the caller's cleanup does."""
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="edge-core-mosquitto-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -160,6 +164,7 @@ class Broker:
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                start_new_session=self.own_session,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
