@@ -10,6 +10,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+MAX_EXPONENT = 32
+"""Doublings of a delay past which it only stays at its cap."""
+
 
 @dataclass
 class Backoff:
@@ -22,7 +25,10 @@ class Backoff:
 
     def failed(self, now: float) -> float:
         """Note a failed attempt at ``now``; the delay until the next one."""
-        delay = min(self.maximum, self.initial * 2.0**self.attempts)
+        # The exponent stops growing long before the float would overflow
+        # (2.0 ** 1024): an outage of a day is over a thousand attempts.
+        exponent = min(self.attempts, MAX_EXPONENT)
+        delay = min(self.maximum, self.initial * 2.0**exponent)
         delay *= random.uniform(0.8, 1.2)
         self.attempts += 1
         self.due = now + delay

@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from edge_core.backoff import MAX_EXPONENT
 from edge_core.errors import (
     BackendUnavailable,
     EdgeCoreError,
@@ -639,7 +640,8 @@ class AlertOutbox:
     def _delay(self, exc: TemporaryError) -> float:
         if isinstance(exc, BackendUnavailable) and exc.retry_after is not None:
             return min(self._retry_max, max(0.0, exc.retry_after))
-        capped = min(self._retry_max, self._retry_initial * 2.0 ** (self._failures - 1))
+        exponent = min(self._failures - 1, MAX_EXPONENT)
+        capped = min(self._retry_max, self._retry_initial * 2.0**exponent)
         # Equal jitter: edges that lost the backend together do not retry
         # in lockstep.
         return capped / 2 + random.uniform(0.0, capped / 2)

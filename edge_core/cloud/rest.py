@@ -40,6 +40,7 @@ from urllib.parse import quote
 
 import httpx
 
+from edge_core.backoff import MAX_EXPONENT
 from edge_core.errors import (
     AuthError,
     BackendUnavailable,
@@ -344,7 +345,8 @@ class CloudClient:
     def _retry_delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(max(0.0, retry_after), self._backoff_max)
-        capped = min(self._backoff_max, self._backoff_initial * 2.0 ** (attempt - 1))
+        exponent = min(attempt - 1, MAX_EXPONENT)
+        capped = min(self._backoff_max, self._backoff_initial * 2.0**exponent)
         # Equal jitter: many edges failing together do not retry in lockstep.
         return capped / 2 + random.uniform(0.0, capped / 2)
 

@@ -398,3 +398,22 @@ def _resolved(backend: Emulator, uuid: str | None) -> bool:
         alert["uuid"] == uuid and alert["status"] == "resolved"
         for alert in backend.alerts()
     )
+
+
+def test_more_failed_attempts_than_a_float_can_double_keep_the_worker(
+    backend: Emulator, make: Callable[..., AlertOutbox]
+) -> None:
+    """A backend away for a long weekend means thousands of failed attempts
+    (2.0 ** 1024 overflows): the worker goes on retrying, and the card
+    arrives once the backend answers."""
+    backend.fault(r"^/api/v1/alerts", status=503)
+    outbox = make(retry_initial=1e-6, retry_max=1e-6)
+    card = outbox.create(payload("long outage"), label="long outage")
+    deadline = time.monotonic() + 60
+    while len(calls(backend)) < 1100 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(calls(backend)) >= 1100
+
+    backend.clear_faults()
+    assert outbox.flush(WAIT)
+    assert card.uuid is not None
