@@ -207,10 +207,14 @@ def _daemon(state: DaemonState | None) -> Check:
         )
     alive = _pid_alive(state.pid)
     if not alive or state.phase == "stopped":
+        # Its drivers run on under Docker, but nobody revives, updates or
+        # restarts them: that is wrong, and the exit code says so.
+        ended = "stopped" if state.phase == "stopped" else "ended without stopping"
         return Check(
             "daemon",
-            None,
-            f"not running (last phase: {state.phase})",
+            False,
+            f"not running ({ended}, last phase: {state.phase}): drivers are "
+            "not supervised and remote commands are not received",
             "sudo systemctl start cyberwave-edge-core",
         )
     if state.phase == "waiting_for_backend":

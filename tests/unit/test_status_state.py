@@ -544,3 +544,46 @@ def test_status_command_reports_an_offline_daemon(config_dir: Path) -> None:
     assert checks["backend"]["ok"] is False
     assert checks["remote restart"]["ok"] is True
     assert document["daemon"]["restart"]["request_id"] == "r-1"
+
+
+def _ended_pid() -> int:
+    """The pid of a process that has already ended."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+@pytest.mark.parametrize(
+    ("phase", "ended"),
+    [("stopped", "stopped"), ("running", "ended without stopping")],
+)
+def test_a_daemon_that_is_not_running_fails_status(
+    config_dir: Path, phase: str, ended: str
+) -> None:
+    """Stopped or killed, a daemon that does not run leaves its drivers
+    unsupervised: the row fails and ``status`` exits 1, though every
+    container still runs."""
+    write_state(config_dir, with_fields(pid=_ended_pid(), phase=phase))
+
+    result = CliRunner().invoke(
+        cli, ["status", "--json", "--offline"], env=environ(config_dir)
+    )
+
+    assert result.exit_code == 1, result.output
+    document = json.loads(result.output)
+    checks = {item["name"]: item for item in document["checks"]}
+    assert checks["daemon"]["ok"] is False
+    assert checks["daemon"]["detail"].startswith(f"not running ({ended}")
+    assert "systemctl start" in checks["daemon"]["fix"]
+
+
+def test_piped_status_keeps_whole_lines_without_padding(config_dir: Path) -> None:
+    """Piped into a file or a ticket, every row is one line with no trailing
+    blanks, however long its detail."""
+    write_state(config_dir, with_fields(offline_since=OFFLINE_SINCE))
+
+    result = CliRunner().invoke(cli, ["status", "--offline"], env=environ(config_dir))
+
+    lines = result.output.splitlines()
+    assert any(line.lstrip().startswith(("✓", "✗")) for line in lines), result.output
+    assert all(line == line.rstrip() for line in lines), result.output
