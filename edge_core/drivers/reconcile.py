@@ -182,6 +182,15 @@ class _Run:
     desired: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
+def _likely_kept(view: ContainerView) -> bool:
+    """Whether a container is up (or paused), so a pass may leave it be."""
+    return view.state in (
+        ContainerState.RUNNING,
+        ContainerState.RESTARTING,
+        ContainerState.PAUSED,
+    )
+
+
 def _likely_launch(spec: ContainerSpec, view: ContainerView | None) -> bool:
     """Whether the pass will probably (re)create ``spec``'s container.
 
@@ -192,11 +201,7 @@ def _likely_launch(spec: ContainerSpec, view: ContainerView | None) -> bool:
         return True
     if view.image != spec.image:
         return True
-    return view.state not in (
-        ContainerState.RUNNING,
-        ContainerState.RESTARTING,
-        ContainerState.PAUSED,
-    )
+    return not _likely_kept(view)
 
 
 class DriverReconciler:
@@ -594,7 +599,11 @@ class DriverReconciler:
                 )
             return []
         if error is not None:
+            kept = self._kept_without_image(run, group)
+            run.statuses.update(kept)
             for spec in group:
+                if spec.name in kept:
+                    continue
                 run.statuses[spec.name] = self._launcher.told(
                     spec,
                     driver_status(spec, "failed", phase=error.phase, reason=str(error)),
@@ -618,6 +627,34 @@ class DriverReconciler:
         return [
             launches.submit(self._launch, step, probes, run) for step in steps.launches
         ]
+
+    def _kept_without_image(
+        self, run: _Run, group: Sequence[ContainerSpec]
+    ) -> dict[str, DriverStatus]:
+        """Containers that run the very spec wanted from an image no longer
+        on this host (untagged or removed by hand): nothing needs the image
+        while they exist, so they are adopted as they are."""
+        statuses: dict[str, DriverStatus] = {}
+        for spec in group:
+            view = run.current.get(spec.name)
+            if view is None or not view.image_id or not _likely_kept(view):
+                continue
+            built = run.build({spec.image: view.image_id}, {}).specs
+            final = [built_spec for built_spec in built if built_spec.name == spec.name]
+            steps = plan(final, [view])
+            if steps.launches:
+                continue
+            log.info(
+                "image %s is no longer on this host; %s keeps running from it",
+                spec.image,
+                spec.name,
+            )
+            with self._lock:
+                run.desired.update(
+                    (kept.name, (kept.twin_uuid, kept.spec_hash)) for kept in final
+                )
+            statuses.update(self._settled(steps, final, run.alerts))
+        return statuses
 
     def _settled(
         self, steps: Plan, specs: Sequence[ContainerSpec], alerts: LaunchAlerts
