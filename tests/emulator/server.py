@@ -355,9 +355,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._drop()
                 return
             if fault.status is not None:
-                detail = fault.body or {
-                    "detail": f"injected fault: HTTP {fault.status}"
-                }
+                detail = fault.body
+                if detail is None:
+                    detail = {"detail": f"injected fault: HTTP {fault.status}"}
                 record.status = fault.status
                 self._send(Reply(fault.status, detail))
                 return
