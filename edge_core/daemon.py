@@ -172,6 +172,8 @@ class Daemon:
         self._download_error: str | None = None
         self._broker_down_since: float | None = None
         self._phase = "starting"
+        # Set while boot waits on the backend; see _boot_waits_long.
+        self._backend_wait_since: float | None = None
         saved = desired_state.load(settings.config_dir)
         self._twin_sync = TwinSync(
             settings.config_dir,
@@ -314,6 +316,25 @@ class Daemon:
                 if self._stop.is_set():
                     raise _Stopping from None
                 self._ping_watchdog()
+                self._boot_waits_long()
+
+    def _boot_waits_long(self) -> None:
+        """At boot, a backend that has not answered within one runtime
+        timeout counts as away for the drivers (7b item 13): those of the
+        saved desired state start while the boot calls go on waiting."""
+        since = self._backend_wait_since
+        if since is None or self._clock() - since < self.settings.rest_timeout:
+            return
+        self._backend_wait_since = None
+        if self._desired_state.use_saved():
+            log.warning(
+                "the backend has not answered for %.0f s; starting the drivers "
+                "of the saved desired state while waiting for it",
+                self.settings.rest_timeout,
+            )
+            self._pass_due = 0.0
+            self._submit_pass()
+            self._write_state()
 
     def _boot(self) -> int | None:
         self._write_state()
@@ -326,6 +347,13 @@ class Daemon:
             self._wait_for(lambda: self._mqtt.wait_connected(timeout))
         self._connect_docker()
 
+        self._backend_wait_since = self._clock()
+        try:
+            return self._check_and_register()
+        finally:
+            self._backend_wait_since = None
+
+    def _check_and_register(self) -> int | None:
         try:
             self._wait_for(self._cloud.check_token)
         except AuthError as exc:

@@ -283,3 +283,44 @@ def _adopted_all(edge: EdgeProcess, example: ExampleEnvironment) -> dict[str, An
     if {outcomes.get(name) for name in example.driver_names} != {"adopted"}:
         return {}
     return edge.status_json()
+
+
+def test_boot_with_a_hanging_backend_starts_the_saved_drivers_without_waiting_for_it(
+    emulator: Emulator,
+    fingerprint: str,
+    new_edge: EdgeFactory,
+    driver_image: str,
+    docker_client: docker.DockerClient,
+) -> None:
+    """The backend accepts every connection and never answers when the edge
+    core boots, and one saved driver's container is gone: that driver is
+    started again from desired-state.json after one runtime timeout, not
+    after the boot calls (30 s an attempt, retried) give up."""
+    example = example_environment(fingerprint)
+    edge = new_edge(example, env={"CYBERWAVE_REST_TIMEOUT_SECONDS": "2"}).start()
+    _wait_settled(edge, docker_client, fingerprint, example)
+    assert edge.stop(timeout=SHUTDOWN_SECONDS) == 0
+    gone, kept = sorted(example.driver_names)
+    docker_client.containers.get(gone).remove(force=True)
+
+    emulator.fault(EVERYTHING, hang=True)
+    emulator.clear_requests()
+    edge.start()
+    edge.wait_for(
+        lambda: gone in running_names(docker_client, fingerprint),
+        timeout=25.0,
+        what="the removed driver started from the saved state",
+    )
+
+    answered = [r for r in emulator.requests() if r.status is not None]
+    assert answered == [], "the backend answered while it was meant to hang"
+    assert "has not answered for 2 s" in edge.log_text()
+    assert kept in running_names(docker_client, fingerprint)
+
+    emulator.clear_faults()
+    edge.wait_for(
+        lambda: (edge.state() or {}).get("phase") == "running",
+        timeout=STARTUP_TIMEOUT,
+        what="the registration once the backend answers",
+    )
+    assert edge.stop(timeout=SHUTDOWN_SECONDS) == 0
