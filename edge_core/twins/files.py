@@ -77,7 +77,7 @@ def encode(document: Mapping[str, Any]) -> bytes:
 
 def _existing(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads(read_regular(path, follow=False).decode("utf-8"))
+        data = json.loads(read_regular(path, follow=False).decode("utf-8-sig"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
@@ -136,12 +136,21 @@ def read_twin_file(path: Path) -> TwinFile | None:
         data = read_regular(path, follow=False)
     except (FileNotFoundError, IsADirectoryError):
         return None
+    return TwinFile(data=data, digest=sha256(data), document=parse_document(data))
+
+
+def parse_document(data: bytes) -> dict[str, Any] | None:
+    """The JSON object in ``data``, or None when it holds no JSON object.
+
+    A UTF-8 byte order mark first is skipped (RFC 8259 lets a reader
+    ignore it): some platforms' JSON writers put one, and a driver's edit
+    must not be taken for damage because of it.
+    """
     try:
-        parsed = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        parsed = None
-    document = parsed if isinstance(parsed, dict) else None
-    return TwinFile(data=data, digest=sha256(data), document=document)
+        parsed = json.loads(data.decode("utf-8-sig"))
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 def still_holds(path: Path, expected: bytes) -> bool:

@@ -16,7 +16,6 @@ is not thread-safe: its one user holds a lock around every call.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import time
@@ -39,6 +38,7 @@ from edge_core.twins.files import (
     TWIN_FILE_MODE,
     TwinFile,
     encode,
+    parse_document,
     read_twin_file,
     sha256,
     special_kind,
@@ -63,7 +63,11 @@ class _Tracked:
     """Digest of damaged content seen once; repaired when seen again."""
     damaged_since: float = 0.0
     refused: str | None = None
-    """Digest of content the backend refused for good."""
+    """Digest of content the backend refused (a 4xx)."""
+    refusals: int = 0
+    """How many times in a row the backend refused ``refused``."""
+    refused_wait: int = 0
+    """Cycles left before ``refused`` is sent again."""
     push_failed: bool = False
     remount: bool = False
     """The file was made anew while a driver held the old one."""
@@ -131,13 +135,13 @@ class TwinStore:
             except OSError:
                 return None
             if sha256(data) == baseline:
-                tracked.base_doc = _parse(data)
+                tracked.base_doc = parse_document(data)
                 tracked.last_good = tracked.last_good or data
         return tracked.base_doc
 
     def set_base(self, twin_uuid: str, data: bytes) -> None:
         """``data`` is now the baseline content: its digest, and a copy."""
-        self.track(twin_uuid).base_doc = _parse(data)
+        self.track(twin_uuid).base_doc = parse_document(data)
         self.set_baseline(twin_uuid, sha256(data))
         path = self._base_path(twin_uuid)
         try:
@@ -470,11 +474,3 @@ class TwinStore:
             for name in names
             if name.endswith(".json") and is_uuid(name[:-5])
         }
-
-
-def _parse(data: bytes) -> dict[str, Any] | None:
-    try:
-        document = json.loads(data.decode("utf-8"))
-    except ValueError:
-        return None
-    return document if isinstance(document, dict) else None

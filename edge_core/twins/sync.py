@@ -16,7 +16,10 @@ the baseline's content is known, a push carries only what the edit
 changed, metadata key by key onto the backend's current metadata, so an
 edit made in the web UI meanwhile is not undone. A file whose push failed
 stays on disk and is pushed again next cycle; content the backend refused
-for good is kept and sent again once it changes.
+(a 4xx: a conflict, a twin briefly missing, a value it does not take yet)
+is kept and sent again at once when it changes, else after 2, 4, 8...
+cycles (at most ``REFUSED_RETRY_MAX_CYCLES``), so a refusal that passes
+does not hold the edit, nor the pull of the backend's metadata, for good.
 
 The files themselves (safe reads, in-place writes, repairs, a file
 replaced on the host) are ``store.TwinStore``'s. This module neither
@@ -53,6 +56,9 @@ from edge_core.twins.store import TwinStore
 log = logging.getLogger(__name__)
 
 _NO_BASELINES: Mapping[str, str] = MappingProxyType({})
+
+REFUSED_RETRY_MAX_CYCLES = 240
+"""Most cycles between two sends of refused content (an hour at 15 s)."""
 
 
 class TwinApi(Protocol):
@@ -338,8 +344,14 @@ class TwinSync:
 
         # Push wins for this cycle; the next cycle pulls what the backend has.
         if current.digest != baseline:
-            if tracked.refused == current.digest:
-                log.debug("twin file %s: this content was refused; kept", path)
+            if tracked.refused == current.digest and tracked.refused_wait > 0:
+                tracked.refused_wait -= 1
+                log.debug(
+                    "twin file %s: this content was refused; kept, sent again "
+                    "in %d cycle(s)",
+                    path,
+                    tracked.refused_wait + 1,
+                )
                 outcome.failed.append(twin_uuid)
                 return
             self._push_into(outcome, twin_uuid, path, current)
@@ -456,12 +468,18 @@ class TwinSync:
         except EdgeCoreError as exc:
             self._problems.report(
                 f"push:{twin_uuid}",
-                "the backend refused twin file %s: %s; it is kept, and pushed "
-                "again once its content changes",
+                "the backend refused twin file %s: %s; it is kept, and sent "
+                "again once its content changes, else on a later cycle (less "
+                "often after each refusal)",
                 path,
                 exc,
             )
+            again = tracked.refused == current.digest
+            tracked.refusals = tracked.refusals + 1 if again else 1
             tracked.refused = current.digest
+            tracked.refused_wait = min(
+                REFUSED_RETRY_MAX_CYCLES, 2 ** min(tracked.refusals, 16)
+            )
             return _Push.FAILED
 
         self._pushed(twin_uuid, current)
@@ -482,6 +500,8 @@ class TwinSync:
         self._store.repair_log.clear(f"damaged:{twin_uuid}")
         tracked = self._store.track(twin_uuid)
         tracked.refused = None
+        tracked.refusals = 0
+        tracked.refused_wait = 0
         self._store.set_base(twin_uuid, current.data)
 
     # -- pull ------------------------------------------------------------

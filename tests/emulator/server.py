@@ -372,7 +372,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(reply)
 
     def _send(self, reply: Reply) -> None:
-        data = b"" if reply.body is None else json.dumps(reply.body).encode("utf-8")
+        if isinstance(reply.body, bytes):
+            # A fault's raw bytes (an empty or HTML error page) go out as they are.
+            data = reply.body
+        else:
+            data = b"" if reply.body is None else json.dumps(reply.body).encode()
         try:
             self.send_response(reply.status)
             self.send_header("Content-Type", "application/json")

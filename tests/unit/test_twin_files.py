@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from edge_core.twins import desired_state
-from edge_core.twins.files import twin_path, write_twin_file
+from edge_core.twins.files import read_twin_file, twin_path, write_twin_file
 
 TWIN = {
     "uuid": "7f3c2a10-5e4b-4d8a-9c61-0b2e7d9f4a13",
@@ -55,6 +55,19 @@ def test_corrupt_file_is_replaced(tmp_path: Path) -> None:
     path.write_text("{not json")
     write_twin_file(tmp_path, TWIN, ASSET)
     assert json.loads(path.read_text())["uuid"] == TWIN["uuid"]
+
+
+def test_a_byte_order_mark_is_skipped_and_only_objects_count(tmp_path: Path) -> None:
+    """JSON after a UTF-8 byte order mark is read; JSON that is no object,
+    or bytes that are no UTF-8, are damage."""
+    path = tmp_path / "twin.json"
+    path.write_bytes(b'\xef\xbb\xbf{"name": "arm"}')
+    read = read_twin_file(path)
+    assert read is not None and read.document == {"name": "arm"}
+    for data in (b"[]", b"null", b"1", b"", b'{"name": "caf\xe9"}', b"\xef\xbb\xbf"):
+        path.write_bytes(data)
+        read = read_twin_file(path)
+        assert read is not None and read.document is None, data
 
 
 def test_directory_left_by_docker_is_replaced(tmp_path: Path) -> None:

@@ -211,6 +211,27 @@ def test_content_the_backend_refused_is_kept_and_not_sent_again(
     assert site.sync.problems() == ()
 
 
+def test_refused_content_is_sent_again_ever_less_often_until_taken(
+    site: Site,
+) -> None:
+    """A refusal that passes (a 409 while the backend is busy) does not keep
+    the edit from the backend for good: the same content is sent again
+    after 2, 4, then 8 cycles, and once it is taken the file is in step."""
+    site.ensure(ARM)
+    site.cycle(ARM)
+    site.edit(ARM, name="refused for a while")
+    fault = site.emulator.fault(rf"/twins/{ARM}$", method="PUT", status=409)
+
+    sent = [len(site.puts()) for _ in range(9) if site.cycle(ARM).failed]
+
+    assert sent == [1, 1, 1, 2, 2, 2, 2, 2, 3]
+    site.emulator.remove_fault(fault)
+    reports = [site.cycle(ARM) for _ in range(9)]
+    assert [r.pushed for r in reports] == [()] * 8 + [(ARM,)]
+    assert site.emulator.twins[ARM]["name"] == "refused for a while"
+    assert site.sync.problems() == ()
+
+
 def test_edit_made_while_down_is_pushed_at_first_cycle(site: Site) -> None:
     """With the baseline persisted in desired-state.json, a later edit is pushed."""
     site.ensure(ARM)
