@@ -314,9 +314,12 @@ def test_a_deleted_twin_file_does_not_start_a_parked_driver(
 
     host_file.unlink()
 
-    edge.wait_for_log("was deleted; writing it again", timeout=STARTUP_TIMEOUT)
+    # The loop's sync or a driver pass, whichever looks first, writes it.
+    edge.wait_for(
+        host_file.is_file, timeout=STARTUP_TIMEOUT, what="the twin file written again"
+    )
     wait_cycles(edge, emulator, environment.environment_uuid, 3)
-    assert host_file.is_file()
+    assert json.loads(host_file.read_text())["uuid"] == twin_uuid
     assert identity(docker_client, name)[1] == started
     assert not is_running(docker_client, name)
 
