@@ -315,6 +315,8 @@ class LogForwarder:
         self._lock = threading.Lock()
         self._threads: dict[str, threading.Thread] = {}
         self._positions: dict[str, LogPosition] = {}
+        # Names whose position came from ``restore`` and was not used yet.
+        self._restored: set[str] = set()
         self._stop = threading.Event()
 
     def use(self, source: LogSource) -> None:
@@ -364,10 +366,17 @@ class LogForwarder:
             return dict(self._positions)
 
     def restore(self, positions: Mapping[str, LogPosition]) -> None:
-        """Resume from positions kept by an earlier process (before ``follow``)."""
+        """Resume from positions kept by an earlier process (before ``follow``).
+
+        A kept position whose container is gone says nothing about the
+        container now under its name, which may have run for days: that
+        one is read like a first attach (the cold-start tail).
+        """
         with self._lock:
             for name, position in positions.items():
-                self._positions.setdefault(name, position)
+                if name not in self._positions:
+                    self._positions[name] = position
+                    self._restored.add(name)
 
     def flush(self) -> int:
         """Send the lines held while the broker was away; how many went."""
@@ -387,6 +396,8 @@ class LogForwarder:
         name = target.container_name
         try:
             stream = self._open(name, self.position(name))
+            with self._lock:
+                self._restored.discard(name)
             try:
                 for raw in stream:
                     self._forward(target, raw.decode("utf-8", errors="replace"))
@@ -407,6 +418,8 @@ class LogForwarder:
             )
 
     def _open(self, name: str, position: LogPosition | None) -> LogLines:
+        with self._lock:
+            restored = name in self._restored
         # The first attach shows a bounded backlog.
         if position is None:
             log.debug("following logs of %s (tail=%s)", name, self._tail)
@@ -419,15 +432,18 @@ class LogForwarder:
             log.debug("resuming logs of %s after %s", name, position.timestamp)
             return stream
 
-        # ...unless the name now belongs to a new container: all of it is new.
+        # ...unless the name now belongs to a new container: all of it is new,
+        # or, after a position kept by an earlier process, unknown.
         stream.close()
+        tail = self._tail if restored else None
         log.debug(
-            "%s was recreated (%s -> %s); following its logs from the start",
+            "%s was recreated (%s -> %s); following its logs from %s",
             name,
             known[:12],
             current[:12],
+            "the start" if tail is None else f"its last {tail} lines",
         )
-        return self._logs(name, since=None, tail=None)
+        return self._logs(name, since=None, tail=tail)
 
     def _logs(self, name: str, *, since: datetime | None, tail: int | None) -> LogLines:
         return self._source.logs(
@@ -440,14 +456,17 @@ class LogForwarder:
         )
 
     def _forward(self, target: FollowTarget, line: str) -> None:
-        text = line.rstrip()
-        if not text:
-            return
-        driver_output.info("%s | %s", target.container_name, text)
-        payload = driver_log_message(
-            message=text,
-            container_name=target.container_name,
-            version=self._version,
-            driver_image=target.image,
-        )
-        self._outbox.send(target.topic, payload)
+        # A CR alone ends a line too (a progress counter, a device echo):
+        # each part is its own message with its own level.
+        for part in line.split("\r"):
+            text = part.rstrip()
+            if not text:
+                continue
+            driver_output.info("%s | %s", target.container_name, text)
+            payload = driver_log_message(
+                message=text,
+                container_name=target.container_name,
+                version=self._version,
+                driver_image=target.image,
+            )
+            self._outbox.send(target.topic, payload)
