@@ -294,6 +294,9 @@ def main() -> int:
         help="print status and clean up instead of waiting for Ctrl-C",
     )
     args = parser.parse_args()
+    # A shell starts background jobs with SIGINT ignored; Ctrl-C or
+    # kill -INT must stop the demo (and its cleanup run) all the same.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     if DEMO_DIR.exists():
         shutil.rmtree(DEMO_DIR)
@@ -402,7 +405,7 @@ def main() -> int:
             print(f"    {line}")
         if args.once:
             return 0
-        say("press Ctrl-C to stop the demo and remove what it started")
+        say("press Ctrl-C (or send SIGTERM) to stop the demo and clean up")
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             while edge.poll() is None:
