@@ -44,6 +44,10 @@ _MQTT_V311 = frozenset({"311", "3", "3.1.1", "v311", "mqtt3", "mqttv311", "v3.1.
 # What the engine's json-file log driver accepts as max-size (10m, 1.5g, 512k).
 _LOG_SIZE = re.compile(r"\d+(\.\d+)? ?([kmgtp]i?b?|b)?", re.IGNORECASE)
 LOGS_OFF = "off"
+LARGEST = 1_000_000_000
+"""The largest number any variable without its own upper bound takes:
+about 31 years in seconds. Larger values are typos, and waits on them
+overflow the platform's timer (``OverflowError``)."""
 
 
 class Kind(enum.Enum):
@@ -68,8 +72,9 @@ class Var:
     """One environment variable: where it is read, how, and its default.
 
     ``runtime`` variables also look in the credentials ``envs`` block.
-    ``gt``, ``ge`` and ``le`` bound numbers; a value outside them is
-    replaced by the default with a warning.
+    ``gt``, ``ge`` and ``le`` bound numbers (without ``le``, ``LARGEST``
+    applies); a value outside them is replaced by the default with a
+    warning.
     """
 
     name: str
@@ -436,6 +441,10 @@ def _check_bounds(var: Var, value: Any) -> None:
     too_high = var.le is not None and value > var.le
     if too_low or too_high:
         raise _Invalid(f"is out of range ({_describe_bounds(var)})")
+    if var.le is None and value > LARGEST:
+        raise _Invalid(f"is too large (at most {LARGEST})")
+    if var.ge is None and var.gt is None and value < -LARGEST:
+        raise _Invalid(f"is too small (at least -{LARGEST})")
 
 
 def _describe_bounds(var: Var) -> str:
