@@ -864,6 +864,7 @@ class Daemon:
             edge_uuid=(self._registration.edge or {}).get("uuid"),
             environment_uuid=environment.uuid if environment else None,
             backend_error=self._backend.error,
+            backend_token_refused=self._backend.token_refused,
             environment_error=(
                 self._desired_state.environment_error or self._download_error
             ),

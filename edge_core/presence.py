@@ -19,7 +19,12 @@ from typing import Any, Protocol
 
 from edge_core.backoff import Backoff
 from edge_core.config.files import atomic_write_json
-from edge_core.errors import BackendUnavailable, EdgeCoreError, PermanentError
+from edge_core.errors import (
+    AuthError,
+    BackendUnavailable,
+    EdgeCoreError,
+    PermanentError,
+)
 from edge_core.logsetup import format_exception_line
 
 log = logging.getLogger(__name__)
@@ -140,6 +145,8 @@ class BackendStatus:
     def __init__(self) -> None:
         self.error: str | None = None
         self.since: float | None = None
+        self.token_refused = False
+        """The last failure was the backend refusing the token (401/403)."""
 
     @property
     def away(self) -> bool:
@@ -149,6 +156,7 @@ class BackendStatus:
         """Note a failure; True when it starts an outage."""
         first = not self.away
         self.error = str(exc)
+        self.token_refused = isinstance(exc, AuthError)
         self.since = self.since or time.time()
         return first
 
@@ -156,6 +164,7 @@ class BackendStatus:
         """Note an answer; True when it ends an outage."""
         was_away = self.away
         self.error = self.since = None
+        self.token_refused = False
         return was_away
 
 

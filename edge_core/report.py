@@ -20,7 +20,12 @@ from typing import Any
 from edge_core import __version__
 from edge_core.cloud.mqtt import check_broker
 from edge_core.cloud.rest import CloudClient
-from edge_core.config.credentials import Credentials, apply_envs, load_credentials
+from edge_core.config.credentials import (
+    CREDENTIALS_FILE,
+    Credentials,
+    apply_envs,
+    load_credentials,
+)
 from edge_core.config.environment import load_environment
 from edge_core.config.files import read_json_file
 from edge_core.config.fingerprint import resolve_fingerprint
@@ -433,7 +438,9 @@ def _daemon_alive(state: DaemonState) -> bool:
 def _backend_offline(state: DaemonState, config_dir: Path, now: float) -> Check | None:
     if state.offline_since is None:
         return None
-    detail = f"unreachable since {_when(state.offline_since, now)}"
+    refused = state.backend_token_refused
+    how = "refusing the token" if refused else "unreachable"
+    detail = f"{how} since {_when(state.offline_since, now)}"
     if state.backend_error:
         detail += f": {state.backend_error}"
     saved = _desired_saved_at(config_dir)
@@ -444,14 +451,21 @@ def _backend_offline(state: DaemonState, config_dir: Path, now: float) -> Check 
             f"; {DESIRED_STATE_FILE} is not used (another environment, or not "
             "usable), so new drivers wait for the backend"
         )
+    elif (config_dir / DESIRED_STATE_FILE).exists():
+        detail += (
+            f"; {DESIRED_STATE_FILE} is unusable (the next download replaces "
+            "it), so new drivers wait for the backend"
+        )
     else:
         detail += f"; no {DESIRED_STATE_FILE} yet, so drivers wait for the backend"
-    return Check(
-        "backend",
-        False,
-        detail,
-        "it retries by itself; check the network and CYBERWAVE_BASE_URL",
-    )
+    if refused:
+        fix = (
+            f'put a valid token in {CREDENTIALS_FILE} (run "sudo cyberwave edge '
+            'install" to log in again); it is read again at the next call'
+        )
+    else:
+        fix = "it retries by itself; check the network and CYBERWAVE_BASE_URL"
+    return Check("backend", False, detail, fix)
 
 
 def _broker_down(state: DaemonState, now: float) -> Check | None:

@@ -69,6 +69,8 @@ class DaemonState:
     edge_uuid: str | None = None
     environment_uuid: str | None = None
     backend_error: str | None = None
+    backend_token_refused: bool = False
+    """The backend's last answer refused the token (HTTP 401 or 403)."""
     environment_error: str | None = None
     mqtt_connected: bool = False
     settings_warnings: tuple[str, ...] = ()
