@@ -182,6 +182,15 @@ class _Run:
     desired: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
+def _running_hash(spec: ContainerSpec, current: Mapping[str, ContainerView]) -> str:
+    """The spec hash of the container serving ``spec``'s twin now, else
+    the draft's."""
+    view = current.get(spec.name)
+    if view is not None and view.twin_uuid == spec.twin_uuid and view.spec_hash:
+        return view.spec_hash
+    return spec.spec_hash
+
+
 def _likely_kept(view: ContainerView) -> bool:
     """Whether a container is up (or paused), so a pass may leave it be."""
     return view.state in (
@@ -361,8 +370,13 @@ class DriverReconciler:
         self._spec_failures(run, draft)
         orphans = self._orphans(draft, current)
         active = [spec for spec in draft.specs if spec.name not in hold]
+        # Until its images are present the pass knows no final spec hash (it
+        # covers the image id): an existing container stands for its twin
+        # with the spec it runs, so supervision meanwhile never takes a
+        # draft's hash for a change, nor parks a driver with one.
         run.desired.update(
-            (spec.name, (spec.twin_uuid, spec.spec_hash)) for spec in active
+            (spec.name, (spec.twin_uuid, _running_hash(spec, current)))
+            for spec in active
         )
         self._hold(run, [spec for spec in draft.specs if spec.name in hold], hold)
         with self._lock:
