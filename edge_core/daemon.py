@@ -244,7 +244,7 @@ class Daemon:
                 cold_start_tail=settings.driver_log_tail,
                 fingerprint=fingerprint,
                 buffer_lines=settings.driver_log_buffer_lines,
-                connected=lambda: self._mqtt.is_connected,
+                connected=lambda: self._mqtt.can_send,
                 positions=self._positions.load,
             ),
             publish=self._mqtt.publish,

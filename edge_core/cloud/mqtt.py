@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -69,6 +70,9 @@ class MqttConfig:
     connect_timeout: float = 10.0
     connect_attempts: int = 3
     max_payload_bytes: int = 32 * 1024 * 1024
+    max_unsent_bytes: int = 8 * 1024 * 1024
+    """Bytes accepted but not yet handed to the socket, at most: over it
+    (a slow uplink) ``publish`` refuses instead of queueing without end."""
     topic_aliases: bool = False
     reconnect_min_delay: float = 1.0
     reconnect_max_delay: float = 60.0
@@ -173,6 +177,10 @@ class MqttSession:
         self._reported: str | None = None
         self._started = False
         self._stopping = False
+        # Messages paho holds for the socket, oldest first, with their sizes.
+        self._unsent: deque[tuple[paho.MQTTMessageInfo, int]] = deque()
+        self._unsent_bytes = 0
+        self._unsent_lock = threading.Lock()
         self._client = _new_client(config, self._client_id, reconnect=True)
         self._client.reconnect_delay_set(
             min_delay=config.reconnect_min_delay,  # type: ignore[arg-type]
@@ -192,6 +200,15 @@ class MqttSession:
     def is_connected(self) -> bool:
         """True between a successful CONNACK and the next disconnect."""
         return self._connected.is_set()
+
+    @property
+    def can_send(self) -> bool:
+        """Connected, and the uplink keeps up: less than half of
+        ``max_unsent_bytes`` waits, so a caller that checks this first
+        (and holds its messages otherwise) never meets a refusal."""
+        if not self._connected.is_set():
+            return False
+        return not self._backlogged(self._config.max_unsent_bytes // 2)
 
     def start(self) -> None:
         """Begin connecting in the background; never blocks or raises on I/O."""
@@ -249,6 +266,8 @@ class MqttSession:
                 self._config.max_payload_bytes,
             )
             return False
+        if self._backlogged(len(data)):
+            return False
         wire_topic, properties = self._alias_for(topic)
         try:
             info = self._client.publish(
@@ -257,7 +276,39 @@ class MqttSession:
         except ValueError as exc:
             _log.warning("MQTT publish to %r refused (%s); dropped", topic, exc)
             return False
-        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return False
+        with self._unsent_lock:
+            self._unsent.append((info, len(data)))
+            self._unsent_bytes += len(data)
+        return True
+
+    def _backlogged(self, adding: int) -> bool:
+        """Whether ``adding`` more bytes than wait now pass ``max_unsent_bytes``.
+
+        A QoS 0 message counts until paho has written it to the socket.
+        The first refusal of a backlog is a warning, its end one line.
+        """
+        with self._unsent_lock:
+            while self._unsent and self._unsent[0][0].is_published():
+                self._unsent_bytes -= self._unsent.popleft()[1]
+            unsent = self._unsent_bytes
+        limit = self._config.max_unsent_bytes
+        if unsent + adding <= limit or not unsent:
+            if unsent == 0 and self._reported == "backlog":
+                self._report(
+                    "caught up", logging.INFO, "MQTT uplink caught up; sending again"
+                )
+            return False
+        self._report(
+            "backlog",
+            logging.WARNING,
+            "MQTT uplink to %s is not keeping up (%d bytes not sent yet); new "
+            "messages wait or are dropped until it does",
+            self._config.endpoint,
+            unsent,
+        )
+        return True
 
     def stop(self, timeout: float = 2.0) -> None:
         """Disconnect and stop the network thread, waiting at most ``timeout``."""
@@ -292,6 +343,10 @@ class MqttSession:
                 _refusal_message(self._config.endpoint, reason),
             )
             return
+        with self._unsent_lock:
+            # What the last connection did not write is gone with it.
+            self._unsent.clear()
+            self._unsent_bytes = 0
         with self._lock:
             self._aliases.clear()
             self._alias_limit = _alias_limit(self._config, properties)

@@ -15,6 +15,7 @@ import pytest
 from edge_core.cloud.mqtt import MqttConfig, MqttSession, broker_credentials
 from tests.emulator.broker import Broker
 from tests.emulator.certs import make_tls_files
+from tests.support.faults import CountingProxy
 
 pytestmark = pytest.mark.integration
 
@@ -317,3 +318,49 @@ def test_stop_closes_the_session(
     session.stop()
     assert session.is_connected is False
     assert session.publish(topic(), {"a": 1}) is False
+
+
+def test_a_stalled_uplink_bounds_what_waits_and_recovers(
+    mqtt_broker: Broker, sessions: Callable[..., MqttSession]
+) -> None:
+    """Through a link that stays up but carries nothing, publishing stops
+    being accepted once the bytes not yet sent pass the limit (nothing
+    queues without end), and every accepted message arrives once the link
+    moves again, after which publishing is accepted again."""
+    limit = 1024 * 1024
+    piece = {"blob": "x" * 60_000}
+    receiver = sessions(config_for(mqtt_broker))
+    inbox = Inbox()
+    topic = f"edge-core-test/{uuid.uuid4().hex}/stall"
+    receiver.subscribe(topic, inbox)
+    with CountingProxy(mqtt_broker.host, mqtt_broker.port) as proxy:
+        sender = sessions(
+            config_for(mqtt_broker, port=proxy.port, max_unsent_bytes=limit)
+        )
+        inbox.deliver(lambda: sender.publish(topic, {"n": -1}))
+        time.sleep(0.5)
+        inbox.drain()
+
+        proxy.stall()
+        accepted = 0
+        # Far more than the socket buffers and the limit together hold.
+        for n in range(2000):
+            if not sender.publish(topic, {"n": n, **piece}):
+                break
+            accepted += 1
+        assert 0 < accepted < 2000, accepted
+        assert sender.is_connected
+        assert not sender.can_send
+
+        proxy.resume()
+        deadline = time.monotonic() + 20
+        received: list[Message] = []
+        while len(received) < accepted and time.monotonic() < deadline:
+            try:
+                received.append(inbox.messages.get(timeout=0.5))
+            except queue.Empty:
+                continue
+        numbers = [payload["n"] for _, payload in received]  # type: ignore[index]
+        assert numbers == list(range(accepted))
+        assert sender.can_send
+        assert sender.publish(topic, {"n": accepted})

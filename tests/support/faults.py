@@ -64,6 +64,8 @@ class CountingProxy:
     ``upstream_host:upstream_port``. When the upstream refuses, the client
     connection is reset at once, so a client sees a broker that is down
     and the attempt is still counted. Closing either side closes both.
+    ``stall`` stops moving bytes on every connection (a link that stays up
+    but carries nothing, as a congested uplink), ``resume`` moves them again.
     ``unix`` makes the same proxy between two Unix sockets (the Docker
     engine's, for one).
     """
@@ -84,6 +86,7 @@ class CountingProxy:
         self._attempts: list[Attempt] = []
         self._sockets: set[socket.socket] = set()
         self._closed = threading.Event()
+        self._stalled = threading.Event()
         if listen_path is None:
             self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -110,6 +113,14 @@ class CountingProxy:
         with self._lock:
             found = list(self._attempts)
         return [a for a in found if since is None or a.at >= since]
+
+    def stall(self) -> None:
+        """Stop moving bytes; the connections stay open."""
+        self._stalled.set()
+
+    def resume(self) -> None:
+        """Move bytes again."""
+        self._stalled.clear()
 
     def close(self) -> None:
         """Stop accepting and cut every open connection."""
@@ -177,6 +188,9 @@ class CountingProxy:
                 sock.setblocking(False)
                 selector.register(sock, selectors.EVENT_READ)
             while not self._closed.is_set():
+                if self._stalled.is_set():
+                    time.sleep(0.05)
+                    continue
                 if not self._forward(selector, peers):
                     break
         for sock in peers:
