@@ -2,13 +2,16 @@
 
 The MQTT network thread only decodes and queues a message; the daemon's
 loop drains the inbox, so no work ever runs in a paho callback. The only
-command acted upon is ``restart_edge_core`` (protocol.md 2.6); anything
-else is ignored with a DEBUG line, and a malformed payload is reported
+command acted upon is ``restart_edge_core`` (protocol.md 2.6); a repeat of
+one (the same ``request_id``, or the same ``alert_uuid``: the card the
+backend made for one request) is ignored. Anything else is ignored with a
+DEBUG line, and a malformed payload is reported
 once per distinct payload so a misbehaving sender cannot flood the log.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import threading
@@ -23,6 +26,10 @@ RESTART_EDGE_CORE = "restart_edge_core"
 REMEMBERED_REQUESTS = 1024
 # How many commands may wait for the loop; more are dropped with a warning.
 INBOX_SIZE = 64
+# The longest request_id or alert_uuid kept as sent; a longer one keeps its
+# first ID_KEPT characters and a digest of the whole.
+ID_LIMIT = 200
+ID_KEPT = 64
 
 
 class MalformedCommand(ValueError):
@@ -38,6 +45,22 @@ class EdgeCommand:
     alert_uuid: str | None = None
 
 
+def _id_text(value: str) -> str | None:
+    """An id as it is remembered, logged and shown: one printable line.
+
+    Line breaks and other control characters become spaces (an id must not
+    forge log lines); an id longer than ``ID_LIMIT`` keeps its start and a
+    digest of the whole, so it stays distinct and bounded in size.
+    """
+    if not value.isprintable():
+        value = "".join(ch if ch.isprintable() else " " for ch in value)
+    flat = " ".join(value.split())
+    if len(flat) <= ID_LIMIT:
+        return flat or None
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{flat[:ID_KEPT]}...sha256:{digest[:32]}"
+
+
 def _optional_text(payload: dict[str, object], key: str) -> str | None:
     """A string field; a number is taken as its text (be liberal, protocol 8)."""
     value = payload.get(key)
@@ -47,7 +70,7 @@ def _optional_text(payload: dict[str, object], key: str) -> str | None:
         return str(value)
     if not isinstance(value, str):
         raise MalformedCommand(f"{key!r} must be a string, not {type(value).__name__}")
-    return value.strip() or None
+    return _id_text(value)
 
 
 def parse_command(payload: object) -> EdgeCommand:
@@ -93,6 +116,7 @@ class CommandInbox:
         self._queue: queue.Queue[EdgeCommand] = queue.Queue(INBOX_SIZE)
         self._wake = wake
         self._recent = RecentIds()
+        self._cards = RecentIds()
         self._malformed: set[str] = set()
         self._lock = threading.Lock()
 
@@ -106,12 +130,23 @@ class CommandInbox:
             log.debug("ignoring command %r on %s", command.name, topic)
             return
         with self._lock:
-            duplicate = command.request_id is not None and self._recent.seen(
+            # Both are remembered whichever matched: a request_id is the
+            # dedupe key, and an alert_uuid names the one restart card the
+            # backend made for one request, so it is never acted on twice.
+            repeated_id = command.request_id is not None and self._recent.seen(
                 command.request_id
             )
-        if duplicate:
+            repeated_card = command.alert_uuid is not None and self._cards.seen(
+                command.alert_uuid
+            )
+        if repeated_id:
             log.info(
                 "ignoring repeated %s (request_id %s)", command.name, command.request_id
+            )
+            return
+        if repeated_card:
+            log.info(
+                "ignoring repeated %s (alert_uuid %s)", command.name, command.alert_uuid
             )
             return
         try:

@@ -33,7 +33,7 @@ from edge_core.alerts.payloads import (
     Redact,
 )
 from edge_core.config.settings import Settings
-from edge_core.errors import NotFoundError
+from edge_core.errors import NotFoundError, PermanentError
 from edge_core.logsetup import redact as redact_secrets
 
 log = logging.getLogger(__name__)
@@ -478,7 +478,24 @@ class RestartAlert:
             found = alert.get("metadata")
             self._metadata = dict(found) if isinstance(found, Mapping) else {}
         metadata = build(self._metadata)
-        cloud.update_alert(self.alert_uuid, {"metadata": metadata})
-        self._metadata = metadata
+        try:
+            cloud.update_alert(self.alert_uuid, {"metadata": metadata})
+        except NotFoundError:
+            log.debug("edge_core_restart alert %s is gone", self.alert_uuid)
+            self._gone = True
+            return
+        except PermanentError as exc:
+            if not final:
+                raise
+            # The restart is over whatever the backend thinks of the
+            # metadata: the card must not stay open for good.
+            log.warning(
+                "edge_core_restart alert %s: the backend refused the update "
+                "(%s); resolving it anyway",
+                self.alert_uuid,
+                exc,
+            )
+        else:
+            self._metadata = metadata
         if final:
             cloud.resolve_alert(self.alert_uuid)

@@ -9,7 +9,8 @@ capped backoff and every subscription is renewed on each CONNACK.
 
 Deliberately left out: what the messages mean (topics are spelled in
 ``topics``, payloads are built and handled by the layers above), QoS above
-0, retained messages, persistent sessions and a Last Will.
+0, retained messages (a retained message delivered at subscribe time is
+dropped, never handed to a handler), persistent sessions and a Last Will.
 
 Handlers run on paho's network thread, so they must be cheap (the daemon's
 handler only puts the message on a queue).
@@ -407,6 +408,13 @@ class MqttSession:
         # An exception escaping a paho callback kills the network thread,
         # and with it every later message and reconnect.
         topic = message.topic
+        if message.retain:
+            # The broker kept it from before this subscription: old state,
+            # not a command meant for now (a live message arrives with the
+            # flag cleared). Acting on it would repeat it at every
+            # reconnect and every start.
+            _log.debug("ignoring a retained message on %s", topic)
+            return
         try:
             payload = decode_payload(message.payload)
         except Exception:
