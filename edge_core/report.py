@@ -9,6 +9,7 @@ something is wrong. It writes nothing, not even ``fingerprint.json``
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Mapping, MutableMapping, Sequence
@@ -618,16 +619,22 @@ def _desired_saved_at(config_dir: Path) -> float | None:
 
 
 def _epoch(value: object) -> float | None:
+    """A time the files name, None when it is none or not printable."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
+        epoch = float(value)
+    elif isinstance(value, str):
         try:
-            return datetime.fromisoformat(value).timestamp()
-        except ValueError:
+            epoch = datetime.fromisoformat(value).timestamp()
+        except (ValueError, OverflowError, OSError):
             return None
-    return None
+    else:
+        return None
+    # Up to 9999-12-31: anything else cannot be shown as a date.
+    if not math.isfinite(epoch) or not 0.0 <= epoch <= 253402300799.0:
+        return None
+    return epoch
 
 
 def _when(epoch: float, now: float) -> str:

@@ -34,7 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 _LEVELS = ("ERROR", "CRITICAL", "WARNING", "WARN", "DEBUG", "INFO")
@@ -150,6 +150,8 @@ class _Held:
     topic: str
     payload: Mapping[str, Any]
     size: int
+    source: str | None = None
+    after: LogPosition | None = None
 
 
 def _size(payload: Mapping[str, Any]) -> int:
@@ -167,6 +169,12 @@ class LogOutbox:
     (too large, say): a refused message is not held, or it would block
     every later one. Without it, every failed publish counts as the broker
     being away.
+
+    A message may name its ``source`` (a container name) with the read
+    position ``before`` its line and ``after`` it. ``unsent`` then gives,
+    for each source with messages still waiting, the position from which
+    those are read again: a position kept on disk never skips a line that
+    has not left the edge core.
     """
 
     def __init__(
@@ -188,6 +196,8 @@ class LogOutbox:
         self._unreported = 0
         self._late = 0
         self._holding = False
+        self._waiting: dict[str, int] = {}
+        self._floor: dict[str, LogPosition] = {}
 
     @property
     def dropped(self) -> int:
@@ -199,16 +209,34 @@ class LogOutbox:
         """Messages waiting for the broker right now."""
         return len(self._held)
 
-    def send(self, topic: str, payload: Mapping[str, Any]) -> None:
+    def send(
+        self,
+        topic: str,
+        payload: Mapping[str, Any],
+        *,
+        source: str | None = None,
+        before: LogPosition | None = None,
+        after: LogPosition | None = None,
+    ) -> None:
         """Publish ``payload`` after everything already waiting."""
+        item = _Held(topic, payload, _size(payload), source, after)
         with self._lock:
             self._drain()
             if self._held:
-                self._hold(_Held(topic, payload, _size(payload)))
+                self._hold(item, before)
                 return
             outcome = self._deliver(topic, payload)
             if outcome is Delivery.AWAY:
-                self._hold(_Held(topic, payload, _size(payload)))
+                self._hold(item, before)
+
+    def unsent(self) -> dict[str, LogPosition]:
+        """For each source with messages waiting, where to read them again."""
+        with self._lock:
+            return {
+                source: self._floor[source]
+                for source in self._waiting
+                if source in self._floor
+            }
 
     def flush(self) -> int:
         """Publish what waits, oldest first, until the broker fails again.
@@ -241,6 +269,7 @@ class LogOutbox:
                 break
             self._held.popleft()
             self._held_bytes -= head.size
+            self._left(head)
             if outcome is Delivery.SENT:
                 sent += 1
         self._late += sent
@@ -252,7 +281,12 @@ class LogOutbox:
             self._late = 0
         return sent
 
-    def _hold(self, item: _Held) -> None:
+    def _hold(self, item: _Held, before: LogPosition | None) -> None:
+        source = item.source
+        if source is not None:
+            if not self._waiting.get(source) and before is not None:
+                self._floor[source] = before
+            self._waiting[source] = self._waiting.get(source, 0) + 1
         if not self._holding:
             self._holding = True
             log.debug(
@@ -266,8 +300,23 @@ class LogOutbox:
         ):
             oldest = self._held.popleft()
             self._held_bytes -= oldest.size
+            self._left(oldest)
             self._dropped += 1
             self._unreported += 1
+
+    def _left(self, item: _Held) -> None:
+        """``item`` is no longer waiting (sent, refused or dropped)."""
+        source = item.source
+        if source is None:
+            return
+        if item.after is not None:
+            self._floor[source] = item.after
+        count = self._waiting.get(source, 0) - 1
+        if count > 0:
+            self._waiting[source] = count
+        else:
+            self._waiting.pop(source, None)
+            self._floor.pop(source, None)
 
     def _back(self) -> None:
         """A publish went through: report what was lost while it could not."""
@@ -361,9 +410,13 @@ class LogForwarder:
             return self._positions.get(container_name)
 
     def positions(self) -> dict[str, LogPosition]:
-        """How far every container's lines have been read, to keep on disk."""
+        """How far every container's lines have left the edge core, to keep
+        on disk: a line read but still waiting for the broker is read again
+        by the next process."""
         with self._lock:
-            return dict(self._positions)
+            found = dict(self._positions)
+        found.update(self._outbox.unsent())
+        return found
 
     def restore(self, positions: Mapping[str, LogPosition]) -> None:
         """Resume from positions kept by an earlier process (before ``follow``).
@@ -398,9 +451,17 @@ class LogForwarder:
             stream = self._open(name, self.position(name))
             with self._lock:
                 self._restored.discard(name)
+            before = LogPosition(stream.container_id, stream.last_timestamp)
             try:
                 for raw in stream:
-                    self._forward(target, raw.decode("utf-8", errors="replace"))
+                    after = LogPosition(stream.container_id, stream.last_timestamp)
+                    if before.timestamp is None and after.timestamp is not None:
+                        # Just before the first line read: it is read again.
+                        earlier = after.timestamp - timedelta(microseconds=1)
+                        before = LogPosition(before.container_id, earlier)
+                    text = raw.decode("utf-8", errors="replace")
+                    self._forward(target, text, before, after)
+                    before = after
                     # Kept per line, so a position saved at any moment is exact.
                     self._note_position(name, stream)
             finally:
@@ -455,13 +516,19 @@ class LogForwarder:
             fingerprint=self._fingerprint,
         )
 
-    def _forward(self, target: FollowTarget, line: str) -> None:
+    def _forward(
+        self,
+        target: FollowTarget,
+        line: str,
+        before: LogPosition | None = None,
+        after: LogPosition | None = None,
+    ) -> None:
         # A CR alone ends a line too (a progress counter, a device echo):
-        # each part is its own message with its own level.
-        for part in line.split("\r"):
-            text = part.rstrip()
-            if not text:
-                continue
+        # each part is its own message with its own level. Only the last
+        # part leaving the edge core moves the kept position past the line.
+        parts = [text for text in (p.rstrip() for p in line.split("\r")) if text]
+        for index, text in enumerate(parts):
+            last = index == len(parts) - 1
             driver_output.info("%s | %s", target.container_name, text)
             payload = driver_log_message(
                 message=text,
@@ -469,4 +536,10 @@ class LogForwarder:
                 version=self._version,
                 driver_image=target.image,
             )
-            self._outbox.send(target.topic, payload)
+            self._outbox.send(
+                target.topic,
+                payload,
+                source=target.container_name,
+                before=before,
+                after=after if last else before,
+            )

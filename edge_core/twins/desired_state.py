@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +142,7 @@ def load(config_dir: Path) -> Snapshot | None:
             environment_uuid=str(data["environment_uuid"]),
             twins=tuple(t for t in data["twins"] if isinstance(t, dict)),
             assets={k: v for k, v in data["assets"].items() if isinstance(v, dict)},
-            fetched_at=float(data.get("fetched_at", 0.0)),
+            fetched_at=_fetched_at(data.get("fetched_at")),
             twin_baselines=_baselines(data.get(BASELINES_KEY)),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -153,6 +155,37 @@ def _read(path: Path) -> Any:
     there is refused, never followed or read (a link to credentials.json
     would put the token into the next save)."""
     return json.loads(read_regular(path, follow=False).decode("utf-8"))
+
+
+# The latest moment a saved download can name (9999-12-31), so its time is
+# always printable.
+_LATEST_EPOCH = 253402300799.0
+
+
+def _fetched_at(value: object) -> float:
+    """When the saved download was made, 0 when the file does not say.
+
+    It only names the download in the log: an ISO time (from another
+    version) is read as such, and a value that is no usable time never
+    costs the drivers of the file.
+    """
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return 0.0
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        try:
+            value = moment.timestamp()
+        except (OverflowError, OSError, ValueError):
+            return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0.0
+    epoch = float(value)
+    if not math.isfinite(epoch) or not 0.0 <= epoch <= _LATEST_EPOCH:
+        return 0.0
+    return epoch
 
 
 def _baselines(value: object) -> dict[str, str]:
