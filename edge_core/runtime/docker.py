@@ -25,6 +25,7 @@ from typing import Any
 
 import docker
 from docker.errors import DockerException, NotFound
+from docker.types.daemon import CancellableStream
 from requests.exceptions import RequestException
 
 from edge_core.errors import ContainerError, DriverSpecError
@@ -490,24 +491,61 @@ class DockerRuntime:
                 phase="docker_error",
             )
         since_seconds = math.floor(since.timestamp()) if since is not None else None
+        after = since_seconds if since_seconds and since_seconds > 0 else None
+        backlog = "all" if tail is None else tail
         action = f"read logs of container {name}"
+        chunks: Iterable[bytes]
         with translate_errors(action, phase="docker_error"):
-            stream = self._api.logs(
-                view.id,
-                stream=True,
-                follow=follow,
-                timestamps=True,
-                tail="all" if tail is None else tail,
-                since=since_seconds if since_seconds and since_seconds > 0 else None,
-            )
+            if view.tty:
+                chunks, close = self._tty_log_chunks(
+                    view.id, follow=follow, tail=backlog, since=after
+                )
+            else:
+                stream = self._api.logs(
+                    view.id,
+                    stream=True,
+                    follow=follow,
+                    timestamps=True,
+                    tail=backlog,
+                    since=after,
+                )
+                chunks, close = stream, stream.close
         return LogStream(
-            _translated(stream, action),
-            close=stream.close,
+            _translated(chunks, action),
+            close=close,
             tty=view.tty,
             since=since,
             stop_event=stop_event,
             container_id=view.id,
         )
+
+    def _tty_log_chunks(
+        self, container_id: str, *, follow: bool, tail: int | str, since: int | None
+    ) -> tuple[Iterator[bytes], Callable[[], None]]:
+        """The raw log of a TTY container as the engine sends it.
+
+        The docker SDK hands such a stream out one byte at a time, which
+        costs a core for a chatty driver; the engine's own chunks (one per
+        log message while following) are read here instead.
+        """
+        params: dict[str, Any] = {
+            "stdout": 1,
+            "stderr": 1,
+            "follow": 1 if follow else 0,
+            "timestamps": 1,
+            "tail": tail,
+        }
+        if since is not None:
+            params["since"] = since
+        api: Any = self._api
+        url = api._url("/containers/{0}/logs", container_id)
+        response = api._get(url, params=params, stream=True)
+        api._raise_for_status(response)
+        # As the SDK does for a stream: a quiet driver must not time it out.
+        api._disable_socket_timeout(api._get_raw_response_socket(response))
+        # The SDK's wrapper: its close shuts the socket, ending a blocked read.
+        stream = CancellableStream(response.iter_content(chunk_size=None), response)
+        return stream, stream.close
 
 
 def _translated(chunks: Iterable[bytes], action: str) -> Iterator[bytes]:

@@ -52,6 +52,12 @@ def split_timestamp(data: bytes) -> tuple[datetime | None, bytes]:
     return parse_timestamp(match.group(1).decode("ascii")), data[match.end() :]
 
 
+def _stamp_token(data: bytes) -> bytes:
+    """The engine timestamp that prefixes ``data`` with its space, or b""."""
+    match = _STAMP.match(data)
+    return match.group(0) if match is not None else b""
+
+
 class LineBuffer:
     """Collects byte chunks and hands out the complete lines among them.
 
@@ -167,11 +173,20 @@ class LogStream(Iterator[bytes]):
 
     def _generate(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
         buffer = LineBuffer(self._max_line_bytes)
+        # With a TTY the engine's messages are not framed: a line longer than
+        # its message size (16 KiB) comes as several messages run together,
+        # each after a copy of the line's timestamp, which is taken out.
+        current = b""
         try:
             for chunk in _until_error(chunks, self._stopped):
                 if self._tty:
                     for line in buffer.feed(chunk):
+                        token = _stamp_token(line)
+                        if token:
+                            current = token
                         stamp, text = split_timestamp(line)
+                        if current:
+                            text = text.replace(current, b"")
                         if self._keep(stamp):
                             yield text
                     continue
