@@ -31,7 +31,9 @@ fingerprint label.
 from __future__ import annotations
 
 import enum
+import errno
 import logging
+import socket
 import sys
 import threading
 import time
@@ -107,6 +109,7 @@ class ZenohRouter:
         retry_initial: float = 1.0,
         retry_max: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        port_taken: Callable[[int], bool] | None = None,
     ) -> None:
         self._runtime = runtime
         self._inputs = inputs
@@ -123,6 +126,11 @@ class ZenohRouter:
         self._clock = clock
         self._failures = 0
         self._retry_at = 0.0
+        # On the host network the router cannot listen on a port another
+        # program holds; published ports are refused by the engine itself.
+        self._port_taken = port_taken or (
+            tcp_port_taken if inputs.host_is_linux else lambda _port: False
+        )
         host_platform = "linux" if inputs.host_is_linux else "darwin"
         self._endpoint = zenoh_router_endpoint(inputs.port, host_platform)
 
@@ -373,6 +381,9 @@ class ZenohRouter:
         if current.running:
             return self._status(RouterState.ADOPTED, container_id=found, name=name)
         if current.state is ContainerState.RESTARTING:
+            # Ours is not listening: a program holding the port stops it.
+            if self._port_taken(self._inputs.port):
+                return self._failed(self._port_reason())
             return self._status(RouterState.WAITING, container_id=found, name=name)
         if current.state is ContainerState.PAUSED:
             note = f"paused by hand; left alone until: docker unpause {name}"
@@ -382,8 +393,18 @@ class ZenohRouter:
         log.debug("recreating %s: it is %s", current.name, current.state.value)
         return None
 
+    def _port_reason(self) -> str:
+        port = self._inputs.port
+        return (
+            f"port {port} (ZENOH_ROUTER_PORT) is already in use on this host by "
+            f"another program; stop that program or set ZENOH_ROUTER_PORT to a "
+            f"free port"
+        )
+
     def _launch(self, spec: ContainerSpec) -> RouterStatus:
         fingerprint = self._fingerprint
+        if self._port_taken(self._inputs.port):
+            return self._failed(self._port_reason())
         view = self._runtime.create(spec, fingerprint=fingerprint)
         self._runtime.start(spec.name, fingerprint=fingerprint)
         result = self._runtime.probe(
@@ -465,3 +486,14 @@ class ZenohRouter:
             log.info("Zenoh router %s is %s", status.name, status.note)
         else:
             log.debug("Zenoh router %s: %s", self.name, status.state.value)
+
+
+def tcp_port_taken(port: int) -> bool:
+    """Whether another program listens on TCP ``port`` of this host."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
