@@ -151,7 +151,7 @@ class _Held:
     payload: Mapping[str, Any]
     size: int
     source: str | None = None
-    after: LogPosition | None = None
+    before: LogPosition | None = None
 
 
 def _size(payload: Mapping[str, Any]) -> int:
@@ -171,10 +171,10 @@ class LogOutbox:
     being away.
 
     A message may name its ``source`` (a container name) with the read
-    position ``before`` its line and ``after`` it. ``unsent`` then gives,
-    for each source with messages still waiting, the position from which
-    those are read again: a position kept on disk never skips a line that
-    has not left the edge core.
+    position ``before`` its line. ``unsent`` then gives, for each source
+    with messages still waiting, the position before the oldest of them,
+    from which they are read again: a position kept on disk never skips a
+    line that has not left the edge core.
     """
 
     def __init__(
@@ -196,8 +196,6 @@ class LogOutbox:
         self._unreported = 0
         self._late = 0
         self._holding = False
-        self._waiting: dict[str, int] = {}
-        self._floor: dict[str, LogPosition] = {}
 
     @property
     def dropped(self) -> int:
@@ -216,27 +214,26 @@ class LogOutbox:
         *,
         source: str | None = None,
         before: LogPosition | None = None,
-        after: LogPosition | None = None,
     ) -> None:
         """Publish ``payload`` after everything already waiting."""
-        item = _Held(topic, payload, _size(payload), source, after)
+        item = _Held(topic, payload, _size(payload), source, before)
         with self._lock:
             self._drain()
             if self._held:
-                self._hold(item, before)
+                self._hold(item)
                 return
             outcome = self._deliver(topic, payload)
             if outcome is Delivery.AWAY:
-                self._hold(item, before)
+                self._hold(item)
 
     def unsent(self) -> dict[str, LogPosition]:
         """For each source with messages waiting, where to read them again."""
+        found: dict[str, LogPosition | None] = {}
         with self._lock:
-            return {
-                source: self._floor[source]
-                for source in self._waiting
-                if source in self._floor
-            }
+            for item in self._held:
+                if item.source is not None and item.source not in found:
+                    found[item.source] = item.before
+        return {source: at for source, at in found.items() if at is not None}
 
     def flush(self) -> int:
         """Publish what waits, oldest first, until the broker fails again.
@@ -269,7 +266,6 @@ class LogOutbox:
                 break
             self._held.popleft()
             self._held_bytes -= head.size
-            self._left(head)
             if outcome is Delivery.SENT:
                 sent += 1
         self._late += sent
@@ -281,12 +277,7 @@ class LogOutbox:
             self._late = 0
         return sent
 
-    def _hold(self, item: _Held, before: LogPosition | None) -> None:
-        source = item.source
-        if source is not None:
-            if not self._waiting.get(source) and before is not None:
-                self._floor[source] = before
-            self._waiting[source] = self._waiting.get(source, 0) + 1
+    def _hold(self, item: _Held) -> None:
         if not self._holding:
             self._holding = True
             log.debug(
@@ -300,23 +291,8 @@ class LogOutbox:
         ):
             oldest = self._held.popleft()
             self._held_bytes -= oldest.size
-            self._left(oldest)
             self._dropped += 1
             self._unreported += 1
-
-    def _left(self, item: _Held) -> None:
-        """``item`` is no longer waiting (sent, refused or dropped)."""
-        source = item.source
-        if source is None:
-            return
-        if item.after is not None:
-            self._floor[source] = item.after
-        count = self._waiting.get(source, 0) - 1
-        if count > 0:
-            self._waiting[source] = count
-        else:
-            self._waiting.pop(source, None)
-            self._floor.pop(source, None)
 
     def _back(self) -> None:
         """A publish went through: report what was lost while it could not."""
@@ -460,7 +436,7 @@ class LogForwarder:
                         earlier = after.timestamp - timedelta(microseconds=1)
                         before = LogPosition(before.container_id, earlier)
                     text = raw.decode("utf-8", errors="replace")
-                    self._forward(target, text, before, after)
+                    self._forward(target, text, before)
                     before = after
                     # Kept per line, so a position saved at any moment is exact.
                     self._note_position(name, stream)
@@ -517,18 +493,16 @@ class LogForwarder:
         )
 
     def _forward(
-        self,
-        target: FollowTarget,
-        line: str,
-        before: LogPosition | None = None,
-        after: LogPosition | None = None,
+        self, target: FollowTarget, line: str, before: LogPosition | None = None
     ) -> None:
         # A CR alone ends a line too (a progress counter, a device echo):
-        # each part is its own message with its own level. Only the last
-        # part leaving the edge core moves the kept position past the line.
-        parts = [text for text in (p.rstrip() for p in line.split("\r")) if text]
-        for index, text in enumerate(parts):
-            last = index == len(parts) - 1
+        # each part is its own message with its own level. Every part keeps
+        # the position before the whole line, so a line is read again until
+        # its last part has left the edge core.
+        for part in line.split("\r"):
+            text = part.rstrip()
+            if not text:
+                continue
             driver_output.info("%s | %s", target.container_name, text)
             payload = driver_log_message(
                 message=text,
@@ -537,9 +511,5 @@ class LogForwarder:
                 driver_image=target.image,
             )
             self._outbox.send(
-                target.topic,
-                payload,
-                source=target.container_name,
-                before=before,
-                after=after if last else before,
+                target.topic, payload, source=target.container_name, before=before
             )

@@ -26,14 +26,9 @@ class Broker:
         return self.up
 
 
-def send(outbox: LogOutbox, n: int, *, last: bool = True) -> None:
-    outbox.send(
-        "t",
-        {"message": f"line {n}"},
-        source="driver",
-        before=at(n - 1),
-        after=at(n) if last else at(n - 1),
-    )
+def send(outbox: LogOutbox, n: int) -> None:
+    """One message of line ``n`` (a whole line, or one of its parts)."""
+    outbox.send("t", {"message": f"line {n}"}, source="driver", before=at(n - 1))
 
 
 def test_held_lines_keep_the_position_before_the_oldest_of_them() -> None:
@@ -60,7 +55,7 @@ def test_lines_dropped_for_room_move_the_position_past_them() -> None:
 def test_a_part_sent_before_the_rest_of_its_line_keeps_the_line() -> None:
     broker = Broker()
     outbox = LogOutbox(broker.publish, capacity=1, connected=lambda: broker.up)
-    send(outbox, 1, last=False)
-    send(outbox, 1)
+    send(outbox, 1)  # the part before a lone CR
+    send(outbox, 1)  # the line's last part
     # The first part was dropped; the line's last part still waits.
     assert outbox.unsent() == {"driver": at(0)}
