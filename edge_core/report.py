@@ -9,12 +9,10 @@ something is wrong. It writes nothing, not even ``fingerprint.json``
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +40,7 @@ from edge_core.runtime.container import ContainerState, ContainerView
 from edge_core.runtime.docker import DockerRuntime
 from edge_core.state import DaemonState, DriverStatus, read_state
 from edge_core.twins.desired_state import FILE_NAME as DESIRED_STATE_FILE
+from edge_core.twins.desired_state import saved_time
 from edge_core.wiring import mqtt_config
 
 _CHECK_TIMEOUT = 5.0
@@ -499,7 +498,7 @@ def _last_restart(state: DaemonState, now: float) -> Check | None:
     if not isinstance(restart, Mapping):
         return None
     phase = str(restart.get("phase") or "unknown")
-    at = _epoch(restart.get("at"))
+    at = saved_time(restart.get("at"))
     detail = f"last restart_edge_core {phase.replace('_', ' ')}"
     if at is not None:
         detail += f" at {_when(at, now)}"
@@ -615,26 +614,7 @@ def _desired_saved_at(config_dir: Path) -> float | None:
         return None
     if not isinstance(document, Mapping):
         return None
-    return _epoch(document.get("fetched_at"))
-
-
-def _epoch(value: object) -> float | None:
-    """A time the files name, None when it is none or not printable."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        epoch = float(value)
-    elif isinstance(value, str):
-        try:
-            epoch = datetime.fromisoformat(value).timestamp()
-        except (ValueError, OverflowError, OSError):
-            return None
-    else:
-        return None
-    # Up to 9999-12-31: anything else cannot be shown as a date.
-    if not math.isfinite(epoch) or not 0.0 <= epoch <= 253402300799.0:
-        return None
-    return epoch
+    return saved_time(document.get("fetched_at"))
 
 
 def _when(epoch: float, now: float) -> str:

@@ -142,7 +142,7 @@ def load(config_dir: Path) -> Snapshot | None:
             environment_uuid=str(data["environment_uuid"]),
             twins=tuple(t for t in data["twins"] if isinstance(t, dict)),
             assets={k: v for k, v in data["assets"].items() if isinstance(v, dict)},
-            fetched_at=_fetched_at(data.get("fetched_at")),
+            fetched_at=saved_time(data.get("fetched_at")) or 0.0,
             twin_baselines=_baselines(data.get(BASELINES_KEY)),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -157,34 +157,33 @@ def _read(path: Path) -> Any:
     return json.loads(read_regular(path, follow=False).decode("utf-8"))
 
 
-# The latest moment a saved download can name (9999-12-31), so its time is
-# always printable.
+# The latest moment a file can name and still be shown (9999-12-31).
 _LATEST_EPOCH = 253402300799.0
 
 
-def _fetched_at(value: object) -> float:
-    """When the saved download was made, 0 when the file does not say.
+def saved_time(value: object) -> float | None:
+    """A moment a file of the config dir names, as epoch seconds.
 
-    It only names the download in the log: an ISO time (from another
-    version) is read as such, and a value that is no usable time never
-    costs the drivers of the file.
+    An epoch number or an ISO time (one without an offset is UTC) is
+    taken; anything else, or a moment before 1970 or after 9999 (which
+    cannot be shown as a date), is None.
     """
     if isinstance(value, str):
         try:
             moment = datetime.fromisoformat(value.strip())
         except ValueError:
-            return 0.0
+            return None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=timezone.utc)
         try:
             value = moment.timestamp()
         except (OverflowError, OSError, ValueError):
-            return 0.0
+            return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return 0.0
+        return None
     epoch = float(value)
     if not math.isfinite(epoch) or not 0.0 <= epoch <= _LATEST_EPOCH:
-        return 0.0
+        return None
     return epoch
 
 
