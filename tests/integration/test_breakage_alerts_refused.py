@@ -16,15 +16,14 @@ import pytest
 
 from tests.emulator.broker import Broker
 from tests.emulator.server import Emulator
-from tests.support.docker_helpers import wait_for_drivers
 from tests.support.edge import STARTUP_TIMEOUT, EdgeFactory, container_name
 from tests.support.loop import (
     IDLE_SCRIPT,
     driver_environment,
     is_running,
     prepare_loop_edge,
-    settled,
     wait_cycles,
+    wait_running,
 )
 
 pytestmark = pytest.mark.integration
@@ -62,17 +61,11 @@ def test_drivers_start_whatever_the_alert_calls_get(
         environment,
         env={"CYBERWAVE_DRIVER_REMOVED_REVIVAL_SECONDS": "1"},
     ).start()
-    wait_for_drivers(
+    wait_running(
         edge,
         docker_client,
-        new_edge.fingerprint,
-        environment.driver_names,
+        environment,
         what="every driver with the alert calls failing",
-    )
-    edge.wait_for(
-        lambda: settled(edge) >= environment.driver_names,
-        timeout=STARTUP_TIMEOUT,
-        what="the daemon to see every driver running",
     )
     wait_cycles(edge, emulator, environment.environment_uuid, 2)
     assert emulator.requests(method, r"^/api/v1/alerts")

@@ -17,13 +17,11 @@ import json
 import uuid
 
 import docker
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.emulator.broker import Broker
 from tests.emulator.server import Emulator
-from tests.support.docker_helpers import container_ids, wait_for_drivers
+from tests.support.docker_helpers import container_ids
 from tests.support.edge import STARTUP_TIMEOUT, EdgeFactory
 from tests.support.loop import (
     IDLE_SCRIPT,
@@ -33,31 +31,14 @@ from tests.support.loop import (
     listings,
     prepare_loop_edge,
     publish_raw,
-    settled,
+    restart_phase,
     start_loop_edge,
     wait_cycles,
     wait_edge_uuid,
+    wait_running,
 )
 
 pytestmark = pytest.mark.integration
-
-
-def publish_retained(broker: Broker, topic: str, payload: bytes) -> None:
-    """Publish ``payload`` on ``topic`` with the retain flag (QoS 1)."""
-    client = paho.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=f"breakage_live_{uuid.uuid4().hex}",
-        protocol=paho.MQTTv5,
-    )
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    try:
-        info = client.publish(topic, payload, qos=1, retain=True)
-        info.wait_for_publish(5)
-        assert info.is_published()
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 def test_a_retained_restart_command_does_not_restart_the_next_boot(
@@ -80,19 +61,10 @@ def test_a_retained_restart_command_does_not_restart_the_next_boot(
     wait_cycles(edge, emulator, environment.environment_uuid, 2)
 
     command = {"command": "restart_edge_core", "request_id": uuid.uuid4().hex}
-    publish_retained(mqtt_broker, topic, json.dumps(command).encode())
+    publish_raw(mqtt_broker, topic, json.dumps(command).encode(), retain=True)
     edge.wait_for_log("restart_edge_core completed", timeout=STARTUP_TIMEOUT)
-    wait_for_drivers(
-        edge,
-        docker_client,
-        new_edge.fingerprint,
-        environment.driver_names,
-        what="the drivers after the live restart",
-    )
-    edge.wait_for(
-        lambda: settled(edge) >= environment.driver_names,
-        timeout=STARTUP_TIMEOUT,
-        what="the daemon to see the restarted drivers",
+    wait_running(
+        edge, docker_client, environment, what="the drivers after the live restart"
     )
     edge.stop()
     before = container_ids(docker_client, new_edge.fingerprint)
@@ -103,14 +75,6 @@ def test_a_retained_restart_command_does_not_restart_the_next_boot(
 
     assert "restart_edge_core received" not in edge.log_text()
     assert container_ids(docker_client, new_edge.fingerprint) == before
-
-
-def _restart_ended(emulator: Emulator, alert_uuid: str) -> str | None:
-    [alert] = [a for a in emulator.alerts() if a["uuid"] == alert_uuid]
-    if alert["status"] != "resolved":
-        return None
-    phase: str | None = alert["metadata"].get("phase")
-    return phase
 
 
 @pytest.mark.parametrize("status", [403, 404])
@@ -140,7 +104,7 @@ def test_a_restart_whose_download_is_refused_fails_and_the_drivers_come_back(
 
     answer = emulator.restart_core(edge_uuid).body
     phase = edge.wait_for(
-        lambda: _restart_ended(emulator, answer["alert_uuid"]),
+        lambda: restart_phase(emulator, answer["alert_uuid"]),
         timeout=STARTUP_TIMEOUT,
         what="the restart's alert resolved",
     )
@@ -193,23 +157,14 @@ def test_a_restart_sent_before_the_first_download_starts_each_driver_once(
 
     answer = emulator.restart_core(edge_uuid).body
     phase = edge.wait_for(
-        lambda: _restart_ended(emulator, answer["alert_uuid"]),
+        lambda: restart_phase(emulator, answer["alert_uuid"]),
         timeout=STARTUP_TIMEOUT,
         what="the restart's alert resolved",
     )
     assert phase == "completed"
     emulator.remove_fault(slow)
-    wait_for_drivers(
-        edge,
-        docker_client,
-        new_edge.fingerprint,
-        environment.driver_names,
-        what="every driver after the restart",
-    )
-    edge.wait_for(
-        lambda: settled(edge) >= environment.driver_names,
-        timeout=STARTUP_TIMEOUT,
-        what="the daemon to see every driver running",
+    wait_running(
+        edge, docker_client, environment, what="every driver after the restart"
     )
     settled_ids = container_ids(docker_client, new_edge.fingerprint)
     wait_cycles(edge, emulator, env_uuid, 3)
@@ -250,7 +205,7 @@ def test_a_restart_delivered_again_under_another_request_id_keeps_its_card(
     repeat = {"command": "restart_edge_core", "alert_uuid": card}
     publish_raw(mqtt_broker, topic, json.dumps(repeat).encode())
     phase = edge.wait_for(
-        lambda: _restart_ended(emulator, card),
+        lambda: restart_phase(emulator, card),
         timeout=STARTUP_TIMEOUT,
         what="the restart's alert resolved",
     )
@@ -336,11 +291,11 @@ def test_a_restart_does_not_wait_for_hanging_alert_calls(
         )
 
     edge.wait_for(recreated, timeout=STARTUP_TIMEOUT, what="drivers recreated")
-    assert _restart_ended(emulator, answer["alert_uuid"]) is None
+    assert restart_phase(emulator, answer["alert_uuid"]) is None
     # Lets the hung calls go on and answers the later ones.
     emulator.clear_faults()
     phase = edge.wait_for(
-        lambda: _restart_ended(emulator, answer["alert_uuid"]),
+        lambda: restart_phase(emulator, answer["alert_uuid"]),
         timeout=STARTUP_TIMEOUT,
         what="the restart's alert resolved",
     )

@@ -20,7 +20,6 @@ import pytest
 
 from edge_core.model.spec import LABEL_FINGERPRINT, LABEL_TWIN
 from tests.emulator.server import Emulator
-from tests.support.docker_helpers import wait_for_drivers
 from tests.support.edge import (
     STARTUP_TIMEOUT,
     EdgeFactory,
@@ -31,7 +30,7 @@ from tests.support.loop import (
     IDLE_SCRIPT,
     driver_environment,
     prepare_loop_edge,
-    settled,
+    wait_running,
 )
 
 pytestmark = pytest.mark.integration
@@ -90,18 +89,7 @@ def test_sigkill_during_startup_leaves_one_container_per_driver_and_whole_files(
     emulator.clear_faults()
 
     edge.start()
-    wait_for_drivers(
-        edge,
-        docker_client,
-        fingerprint,
-        environment.driver_names,
-        what="every driver after the kills",
-    )
-    edge.wait_for(
-        lambda: settled(edge) >= environment.driver_names,
-        timeout=STARTUP_TIMEOUT,
-        what="the daemon to see every driver running",
-    )
+    wait_running(edge, docker_client, environment, what="every driver after the kills")
     # A few cycles more, in which a leftover would be tripped over.
     wait_keepalives(edge, emulator, 3)
 

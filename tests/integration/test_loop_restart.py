@@ -48,6 +48,8 @@ from tests.support.loop import (
     mounted_twin_file,
     publish_raw,
     read_inside,
+    restart_alert,
+    restart_phase,
     start_loop_edge,
     twin_pushes,
     wait_cycles,
@@ -92,14 +94,8 @@ def listening(
     return Listening(edge, environment, edge_uuid)
 
 
-def restart_alert(emulator: Emulator, alert_uuid: str) -> dict[str, Any]:
-    [alert] = [a for a in emulator.alerts() if a["uuid"] == alert_uuid]
-    return alert
-
-
 def restart_ended(emulator: Emulator, alert_uuid: str, phase: str) -> bool:
-    alert = restart_alert(emulator, alert_uuid)
-    return alert["status"] == "resolved" and alert["metadata"].get("phase") == phase
+    return restart_phase(emulator, alert_uuid) == phase
 
 
 def assert_iso_utc(value: Any) -> None:

@@ -203,19 +203,27 @@ def start_loop_edge(
     the launches and their startup probes are over.
     """
     edge = prepare_loop_edge(new_edge, environment, env=env).start()
+    wait_running(edge, client, environment, what="every driver at boot")
+    return edge
+
+
+def wait_running(
+    edge: EdgeProcess,
+    client: docker.DockerClient,
+    environment: DriverEnvironment,
+    *,
+    what: str,
+) -> None:
+    """Wait until the engine runs every driver of ``environment`` and the
+    daemon's state file says so (its launches and probes are over)."""
     wait_for_drivers(
-        edge,
-        client,
-        environment.fingerprint,
-        environment.driver_names,
-        what="every driver at boot",
+        edge, client, environment.fingerprint, environment.driver_names, what=what
     )
     edge.wait_for(
         lambda: settled(edge) >= environment.driver_names,
         timeout=STARTUP_TIMEOUT,
-        what="the daemon to see every driver running",
+        what=f"{what}, as the daemon's state file says",
     )
-    return edge
 
 
 def driver_state(edge: EdgeProcess, name: str) -> dict[str, Any]:
@@ -300,6 +308,21 @@ def alert_posts(
     ]
 
 
+def restart_alert(emulator: Emulator, alert_uuid: str) -> dict[str, Any]:
+    """The ``edge_core_restart`` alert ``alert_uuid`` as the emulator holds it."""
+    [alert] = [a for a in emulator.alerts() if a["uuid"] == alert_uuid]
+    return alert
+
+
+def restart_phase(emulator: Emulator, alert_uuid: str) -> str | None:
+    """The phase a restart alert was resolved with; None while it is open."""
+    alert = restart_alert(emulator, alert_uuid)
+    if alert["status"] != "resolved":
+        return None
+    phase: str | None = alert["metadata"].get("phase")
+    return phase
+
+
 def twin_pushes(emulator: Emulator, twin_uuid: str) -> list[Any]:
     """The ``PUT /api/v1/twins/{uuid}`` requests of one twin, in order."""
     return emulator.requests("PUT", rf"^/api/v1/twins/{twin_uuid}$")
@@ -377,8 +400,16 @@ def cpu_seconds(pid: int) -> float:
 # -- MQTT ------------------------------------------------------------------------------
 
 
-def publish_raw(broker: Broker, topic: str, payload: bytes, timeout: float = 5) -> None:
-    """Publish ``payload`` as is on ``topic`` (QoS 1, so the broker has it)."""
+def publish_raw(
+    broker: Broker,
+    topic: str,
+    payload: bytes,
+    timeout: float = 5,
+    *,
+    retain: bool = False,
+) -> None:
+    """Publish ``payload`` as is on ``topic`` (QoS 1, so the broker has it);
+    ``retain`` asks the broker to keep it for later subscribers."""
     client = paho.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=f"loop_test_live_{uuid.uuid4().hex}",
@@ -389,7 +420,7 @@ def publish_raw(broker: Broker, topic: str, payload: bytes, timeout: float = 5) 
     client.connect(broker.host, broker.port)
     client.loop_start()
     try:
-        info = client.publish(topic, payload, qos=1)
+        info = client.publish(topic, payload, qos=1, retain=retain)
         info.wait_for_publish(timeout)
         if not info.is_published():
             raise RuntimeError(
