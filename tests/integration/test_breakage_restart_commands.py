@@ -25,14 +25,15 @@ from tests.support.docker_helpers import container_ids
 from tests.support.edge import STARTUP_TIMEOUT, EdgeFactory
 from tests.support.loop import (
     IDLE_SCRIPT,
+    alert_phases,
     driver_environment,
     is_running,
+    listening,
     listing_path,
     listings,
     prepare_loop_edge,
     publish_raw,
     restart_phase,
-    start_loop_edge,
     wait_cycles,
     wait_edge_uuid,
     wait_running,
@@ -52,13 +53,8 @@ def test_a_retained_restart_command_does_not_restart_the_next_boot(
     when it arrives live; the next start of the edge core, which the broker
     hands the retained copy at subscribe time, adopts the drivers instead of
     restarting them again."""
-    emulator.use_broker(mqtt_broker.host, mqtt_broker.port)
-    environment = driver_environment(new_edge.fingerprint, [IDLE_SCRIPT])
-    edge = start_loop_edge(new_edge, environment, docker_client)
-    edge_uuid = wait_edge_uuid(edge, emulator, new_edge.fingerprint)
-    topic = f"edges/{edge_uuid}/command"
-    edge.wait_for_log(f"listening for commands on {topic}", timeout=10)
-    wait_cycles(edge, emulator, environment.environment_uuid, 2)
+    rig = listening(new_edge, emulator, mqtt_broker, docker_client, drivers=1)
+    edge, environment, topic = rig.edge, rig.environment, rig.topic
 
     command = {"command": "restart_edge_core", "request_id": uuid.uuid4().hex}
     publish_raw(mqtt_broker, topic, json.dumps(command).encode(), retain=True)
@@ -89,14 +85,14 @@ def test_a_restart_whose_download_is_refused_fails_and_the_drivers_come_back(
     """The environment listing is refused (not merely unreachable) while a
     restart runs: its alert ends failed naming the refusal, and the drivers
     it removed are started again from the desired state known before."""
-    emulator.use_broker(mqtt_broker.host, mqtt_broker.port)
-    environment = driver_environment(new_edge.fingerprint, [IDLE_SCRIPT] * 2)
-    edge = start_loop_edge(
-        new_edge, environment, docker_client, env={"CYBERWAVE_REST_RETRIES": "0"}
+    rig = listening(
+        new_edge,
+        emulator,
+        mqtt_broker,
+        docker_client,
+        env={"CYBERWAVE_REST_RETRIES": "0"},
     )
-    edge_uuid = wait_edge_uuid(edge, emulator, new_edge.fingerprint)
-    edge.wait_for_log(f"listening for commands on edges/{edge_uuid}", timeout=10)
-    wait_cycles(edge, emulator, environment.environment_uuid, 2)
+    edge, environment, edge_uuid = rig.edge, rig.environment, rig.edge_uuid
     before = container_ids(docker_client, new_edge.fingerprint)
     refusal = emulator.fault(
         listing_path(environment.environment_uuid), method="GET", status=status
@@ -185,14 +181,9 @@ def test_a_restart_delivered_again_under_another_request_id_keeps_its_card(
     """The backend's restart command arrives a second time while the
     restart runs, naming the same card without its request_id: the card
     goes in_progress then completed only, never failed as concurrent."""
-    emulator.use_broker(mqtt_broker.host, mqtt_broker.port)
-    environment = driver_environment(new_edge.fingerprint, [IDLE_SCRIPT])
-    env_uuid = environment.environment_uuid
-    edge = start_loop_edge(new_edge, environment, docker_client)
-    edge_uuid = wait_edge_uuid(edge, emulator, new_edge.fingerprint)
-    topic = f"edges/{edge_uuid}/command"
-    edge.wait_for_log(f"listening for commands on {topic}", timeout=10)
-    wait_cycles(edge, emulator, env_uuid, 2)
+    rig = listening(new_edge, emulator, mqtt_broker, docker_client, drivers=1)
+    edge, edge_uuid, topic = rig.edge, rig.edge_uuid, rig.topic
+    env_uuid = rig.environment.environment_uuid
     # The restart's own download is slow, so the repeat finds it running.
     slow = emulator.fault(listing_path(env_uuid), method="GET", delay=4)
 
@@ -214,11 +205,7 @@ def test_a_restart_delivered_again_under_another_request_id_keeps_its_card(
 
     assert phase == "completed"
     assert "ignoring repeated restart_edge_core" in edge.log_text()
-    phases = [
-        request.body["metadata"]["phase"]
-        for request in emulator.requests("PUT", rf"^/api/v1/alerts/{card}$")
-    ]
-    assert phases == ["in_progress", "completed"]
+    assert alert_phases(emulator, card) == ["in_progress", "completed"]
     assert edge.log_text().count("restart_edge_core received") == 1
 
 
@@ -232,13 +219,8 @@ def test_odd_request_ids_restart_without_forging_or_flooding_the_log(
     """A 2 MB request_id and one carrying a line break with a fake ERROR
     line each restart the drivers once; the edge core's log gets neither
     a forged line nor a line megabytes long."""
-    emulator.use_broker(mqtt_broker.host, mqtt_broker.port)
-    environment = driver_environment(new_edge.fingerprint, [IDLE_SCRIPT])
-    edge = start_loop_edge(new_edge, environment, docker_client)
-    edge_uuid = wait_edge_uuid(edge, emulator, new_edge.fingerprint)
-    topic = f"edges/{edge_uuid}/command"
-    edge.wait_for_log(f"listening for commands on {topic}", timeout=10)
-    wait_cycles(edge, emulator, environment.environment_uuid, 2)
+    rig = listening(new_edge, emulator, mqtt_broker, docker_client, drivers=1)
+    edge, environment, topic = rig.edge, rig.environment, rig.topic
 
     forged = "r1\n2026-01-01 00:00:00.000 UTC [ERROR] [edge_core.daemon] forged line"
     for done, request_id in enumerate(("x" * 2_000_000, forged), start=1):
@@ -270,12 +252,8 @@ def test_a_restart_does_not_wait_for_hanging_alert_calls(
     """Every alert call hangs while a restart runs: the drivers are
     recreated and running all the same, and once the alert calls are
     answered again the restart's card ends completed."""
-    emulator.use_broker(mqtt_broker.host, mqtt_broker.port)
-    environment = driver_environment(new_edge.fingerprint, [IDLE_SCRIPT] * 2)
-    edge = start_loop_edge(new_edge, environment, docker_client)
-    edge_uuid = wait_edge_uuid(edge, emulator, new_edge.fingerprint)
-    edge.wait_for_log(f"listening for commands on edges/{edge_uuid}", timeout=10)
-    wait_cycles(edge, emulator, environment.environment_uuid, 2)
+    rig = listening(new_edge, emulator, mqtt_broker, docker_client)
+    edge, environment, edge_uuid = rig.edge, rig.environment, rig.edge_uuid
     before = container_ids(docker_client, new_edge.fingerprint)
     emulator.fault(r"^/api/v1/alerts", hang=True)
 

@@ -19,7 +19,6 @@ import json
 import os
 import signal
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import docker
@@ -36,13 +35,12 @@ from tests.support.edge import (
     container_name,
 )
 from tests.support.loop import (
-    IDLE_SCRIPT,
     DriverEnvironment,
     alert_posts,
     container_env,
-    driver_environment,
     inspect,
     is_running,
+    listening,
     listing_path,
     listings,
     mounted_twin_file,
@@ -50,48 +48,14 @@ from tests.support.loop import (
     read_inside,
     restart_alert,
     restart_phase,
-    start_loop_edge,
     twin_pushes,
     wait_cycles,
-    wait_edge_uuid,
     write_inside,
 )
 
 pytestmark = pytest.mark.integration
 
 EDITED_NAME = "Arm renamed by its driver before the restart"
-
-
-@dataclass(frozen=True)
-class Listening:
-    """An edge core whose drivers run and that listens for edge commands."""
-
-    edge: EdgeProcess
-    environment: DriverEnvironment
-    edge_uuid: str
-
-    @property
-    def topic(self) -> str:
-        return f"edges/{self.edge_uuid}/command"
-
-
-def listening(
-    new_edge: EdgeFactory,
-    emulator: Emulator,
-    broker: Broker,
-    client: docker.DockerClient,
-    *,
-    env: Mapping[str, str] | None = None,
-) -> Listening:
-    """Two drivers running, the command topic subscribed, commands routable."""
-    emulator.use_broker(broker.host, broker.port)
-    environment = driver_environment(new_edge.fingerprint, [IDLE_SCRIPT] * 2)
-    edge = start_loop_edge(new_edge, environment, client, env=env)
-    edge_uuid = wait_edge_uuid(edge, emulator, new_edge.fingerprint)
-    edge.wait_for_log(f"listening for commands on edges/{edge_uuid}", timeout=10)
-    # The SUBACK follows the log line; a cycle later it has surely arrived.
-    wait_cycles(edge, emulator, environment.environment_uuid, 2)
-    return Listening(edge, environment, edge_uuid)
 
 
 def restart_ended(emulator: Emulator, alert_uuid: str, phase: str) -> bool:

@@ -20,58 +20,22 @@ import pytest
 from tests.emulator.broker import Broker
 from tests.emulator.server import Emulator
 from tests.support.docker_helpers import container_ids
-from tests.support.edge import STARTUP_TIMEOUT, EdgeFactory, EdgeProcess
+from tests.support.edge import STARTUP_TIMEOUT, EdgeFactory
 from tests.support.loop import (
-    IDLE_SCRIPT,
     DriverEnvironment,
-    driver_environment,
+    alert_phases,
     is_running,
+    listening,
     listing_path,
-    start_loop_edge,
+    restart_phase,
     twin_pushes,
     wait_cycles,
-    wait_edge_uuid,
 )
 
 pytestmark = pytest.mark.integration
 
 EDITED_NAME = "Arm renamed by its driver before the restart"
-
-
-def listening(
-    new_edge: EdgeFactory,
-    emulator: Emulator,
-    broker: Broker,
-    client: docker.DockerClient,
-    *,
-    drivers: int = 1,
-) -> tuple[EdgeProcess, DriverEnvironment, str]:
-    """Drivers running, the command topic subscribed; (edge, env, edge uuid)."""
-    emulator.use_broker(broker.host, broker.port)
-    environment = driver_environment(new_edge.fingerprint, [IDLE_SCRIPT] * drivers)
-    edge = start_loop_edge(
-        new_edge, environment, client, env={"CYBERWAVE_REST_RETRIES": "0"}
-    )
-    edge_uuid = wait_edge_uuid(edge, emulator, new_edge.fingerprint)
-    edge.wait_for_log(f"listening for commands on edges/{edge_uuid}", timeout=10)
-    wait_cycles(edge, emulator, environment.environment_uuid, 2)
-    return edge, environment, edge_uuid
-
-
-def alert_phases(emulator: Emulator, alert_uuid: str) -> list[str]:
-    return [
-        request.body["metadata"]["phase"]
-        for request in emulator.requests("PUT", rf"^/api/v1/alerts/{alert_uuid}$")
-    ]
-
-
-def ended(emulator: Emulator, alert_uuid: str) -> str | None:
-    """The phase a resolved restart alert ended with; None while open."""
-    [alert] = [a for a in emulator.alerts() if a["uuid"] == alert_uuid]
-    if alert["status"] != "resolved":
-        return None
-    phase: str | None = alert["metadata"].get("phase")
-    return phase
+NO_RETRIES = {"CYBERWAVE_REST_RETRIES": "0"}
 
 
 def all_new_and_running(
@@ -107,9 +71,10 @@ def test_a_restart_with_the_backend_failing_and_the_broker_bouncing_runs_once(
     completes from the saved desired state, its alert goes in_progress then
     completed, the drivers come back once, and the reconnect brings no
     second restart."""
-    edge, environment, edge_uuid = listening(
-        new_edge, emulator, mqtt_broker, docker_client
+    rig = listening(
+        new_edge, emulator, mqtt_broker, docker_client, drivers=1, env=NO_RETRIES
     )
+    edge, environment, edge_uuid = rig.edge, rig.environment, rig.edge_uuid
     before = container_ids(docker_client, new_edge.fingerprint)
     emulator.fault(
         listing_path(environment.environment_uuid), method="GET", status=500, delay=2
@@ -122,7 +87,7 @@ def test_a_restart_with_the_backend_failing_and_the_broker_bouncing_runs_once(
     )
     mqtt_broker.stop()
     phase = edge.wait_for(
-        lambda: ended(emulator, answer["alert_uuid"]),
+        lambda: restart_phase(emulator, answer["alert_uuid"]),
         timeout=STARTUP_TIMEOUT,
         what="the restart's alert resolved",
     )
@@ -164,9 +129,10 @@ def test_a_twin_file_the_backend_refuses_during_a_restart_is_kept_and_sent_later
     """The restart's push of a driver's edit is answered 409: the restart
     completes, the file keeps the edit (its driver is recreated on it), and
     the edit is sent again and taken once the backend accepts it."""
-    edge, environment, edge_uuid = listening(
-        new_edge, emulator, mqtt_broker, docker_client
+    rig = listening(
+        new_edge, emulator, mqtt_broker, docker_client, drivers=1, env=NO_RETRIES
     )
+    edge, environment, edge_uuid = rig.edge, rig.environment, rig.edge_uuid
     [twin_uuid] = environment.twin_uuids
     path = edge.config_dir / f"{twin_uuid}.json"
     put = rf"^/api/v1/twins/{twin_uuid}$"
@@ -175,7 +141,7 @@ def test_a_twin_file_the_backend_refuses_during_a_restart_is_kept_and_sent_later
 
     answer = emulator.restart_core(edge_uuid).body
     phase = edge.wait_for(
-        lambda: ended(emulator, answer["alert_uuid"]),
+        lambda: restart_phase(emulator, answer["alert_uuid"]),
         timeout=STARTUP_TIMEOUT,
         what="the restart's alert resolved",
     )

@@ -226,6 +226,40 @@ def wait_running(
     )
 
 
+@dataclass(frozen=True)
+class Listening:
+    """An edge core whose drivers run and that listens for edge commands."""
+
+    edge: EdgeProcess
+    environment: DriverEnvironment
+    edge_uuid: str
+
+    @property
+    def topic(self) -> str:
+        return f"edges/{self.edge_uuid}/command"
+
+
+def listening(
+    new_edge: EdgeFactory,
+    emulator: Emulator,
+    broker: Broker,
+    client: docker.DockerClient,
+    *,
+    drivers: int = 2,
+    env: Mapping[str, str | None] | None = None,
+) -> Listening:
+    """``drivers`` idle drivers running, the command topic subscribed,
+    commands routable by the emulator."""
+    emulator.use_broker(broker.host, broker.port)
+    environment = driver_environment(new_edge.fingerprint, [IDLE_SCRIPT] * drivers)
+    edge = start_loop_edge(new_edge, environment, client, env=env)
+    edge_uuid = wait_edge_uuid(edge, emulator, new_edge.fingerprint)
+    edge.wait_for_log(f"listening for commands on edges/{edge_uuid}", timeout=10)
+    # The SUBACK follows the log line; a cycle later it has surely arrived.
+    wait_cycles(edge, emulator, environment.environment_uuid, 2)
+    return Listening(edge, environment, edge_uuid)
+
+
 def driver_state(edge: EdgeProcess, name: str) -> dict[str, Any]:
     """The daemon's last word on container ``name`` (its state file), or {}."""
     state = edge.state() or {}
@@ -321,6 +355,14 @@ def restart_phase(emulator: Emulator, alert_uuid: str) -> str | None:
         return None
     phase: str | None = alert["metadata"].get("phase")
     return phase
+
+
+def alert_phases(emulator: Emulator, alert_uuid: str) -> list[str]:
+    """The phases the edge core PUT on alert ``alert_uuid``, in order."""
+    return [
+        request.body["metadata"]["phase"]
+        for request in emulator.requests("PUT", rf"^/api/v1/alerts/{alert_uuid}$")
+    ]
 
 
 def twin_pushes(emulator: Emulator, twin_uuid: str) -> list[Any]:
