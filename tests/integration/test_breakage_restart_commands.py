@@ -36,6 +36,7 @@ from tests.support.loop import (
     restart_phase,
     wait_cycles,
     wait_edge_uuid,
+    wait_restart_phase,
     wait_running,
 )
 
@@ -99,11 +100,7 @@ def test_a_restart_whose_download_is_refused_fails_and_the_drivers_come_back(
     )
 
     answer = emulator.restart_core(edge_uuid).body
-    phase = edge.wait_for(
-        lambda: restart_phase(emulator, answer["alert_uuid"]),
-        timeout=STARTUP_TIMEOUT,
-        what="the restart's alert resolved",
-    )
+    phase = wait_restart_phase(edge, emulator, answer["alert_uuid"])
     assert phase == "failed"
     [card] = [a for a in emulator.alerts() if a["uuid"] == answer["alert_uuid"]]
     assert str(status) in card["metadata"]["error"]
@@ -152,11 +149,7 @@ def test_a_restart_sent_before_the_first_download_starts_each_driver_once(
     assert container_ids(docker_client, new_edge.fingerprint) == {}
 
     answer = emulator.restart_core(edge_uuid).body
-    phase = edge.wait_for(
-        lambda: restart_phase(emulator, answer["alert_uuid"]),
-        timeout=STARTUP_TIMEOUT,
-        what="the restart's alert resolved",
-    )
+    phase = wait_restart_phase(edge, emulator, answer["alert_uuid"])
     assert phase == "completed"
     emulator.remove_fault(slow)
     wait_running(
@@ -195,11 +188,7 @@ def test_a_restart_delivered_again_under_another_request_id_keeps_its_card(
     )
     repeat = {"command": "restart_edge_core", "alert_uuid": card}
     publish_raw(mqtt_broker, topic, json.dumps(repeat).encode())
-    phase = edge.wait_for(
-        lambda: restart_phase(emulator, card),
-        timeout=STARTUP_TIMEOUT,
-        what="the restart's alert resolved",
-    )
+    phase = wait_restart_phase(edge, emulator, card)
     emulator.remove_fault(slow)
     wait_cycles(edge, emulator, env_uuid, 2)
 
@@ -272,9 +261,5 @@ def test_a_restart_does_not_wait_for_hanging_alert_calls(
     assert restart_phase(emulator, answer["alert_uuid"]) is None
     # Lets the hung calls go on and answers the later ones.
     emulator.clear_faults()
-    phase = edge.wait_for(
-        lambda: restart_phase(emulator, answer["alert_uuid"]),
-        timeout=STARTUP_TIMEOUT,
-        what="the restart's alert resolved",
-    )
+    phase = wait_restart_phase(edge, emulator, answer["alert_uuid"])
     assert phase == "completed"

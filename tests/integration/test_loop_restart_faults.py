@@ -27,9 +27,9 @@ from tests.support.loop import (
     is_running,
     listening,
     listing_path,
-    restart_phase,
     twin_pushes,
     wait_cycles,
+    wait_restart_phase,
 )
 
 pytestmark = pytest.mark.integration
@@ -86,11 +86,7 @@ def test_a_restart_with_the_backend_failing_and_the_broker_bouncing_runs_once(
         timeout=STARTUP_TIMEOUT,
     )
     mqtt_broker.stop()
-    phase = edge.wait_for(
-        lambda: restart_phase(emulator, answer["alert_uuid"]),
-        timeout=STARTUP_TIMEOUT,
-        what="the restart's alert resolved",
-    )
+    phase = wait_restart_phase(edge, emulator, answer["alert_uuid"])
     assert phase == "completed"
     after = edge.wait_for(
         lambda: all_new_and_running(docker_client, before, environment),
@@ -140,11 +136,7 @@ def test_a_twin_file_the_backend_refuses_during_a_restart_is_kept_and_sent_later
     rename_in_file(path, EDITED_NAME)
 
     answer = emulator.restart_core(edge_uuid).body
-    phase = edge.wait_for(
-        lambda: restart_phase(emulator, answer["alert_uuid"]),
-        timeout=STARTUP_TIMEOUT,
-        what="the restart's alert resolved",
-    )
+    phase = wait_restart_phase(edge, emulator, answer["alert_uuid"])
     assert phase == "completed"
     assert f"keeping twin file {path}" in edge.log_text()
     assert json.loads(path.read_text())["name"] == EDITED_NAME

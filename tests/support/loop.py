@@ -357,6 +357,18 @@ def restart_phase(emulator: Emulator, alert_uuid: str) -> str | None:
     return phase
 
 
+def wait_restart_phase(edge: EdgeProcess, emulator: Emulator, alert_uuid: str) -> str:
+    """Wait until restart alert ``alert_uuid`` is resolved; its final phase."""
+    # wait_for returns the first truthy answer: a phase, never None.
+    return str(
+        edge.wait_for(
+            lambda: restart_phase(emulator, alert_uuid),
+            timeout=STARTUP_TIMEOUT,
+            what="the restart's alert resolved",
+        )
+    )
+
+
 def alert_phases(emulator: Emulator, alert_uuid: str) -> list[str]:
     """The phases the edge core PUT on alert ``alert_uuid``, in order."""
     return [
