@@ -52,10 +52,32 @@ def split_timestamp(data: bytes) -> tuple[datetime | None, bytes]:
     return parse_timestamp(match.group(1).decode("ascii")), data[match.end() :]
 
 
-def _stamp_token(data: bytes) -> bytes:
-    """The engine timestamp that prefixes ``data`` with its space, or b""."""
-    match = _STAMP.match(data)
-    return match.group(0) if match is not None else b""
+class _LineStamps:
+    """Takes out of a TTY log the copies of a line's timestamp inside it.
+
+    With a TTY the engine's messages are not framed: a line longer than its
+    message size (16 KiB) comes as several messages run together, each
+    after a copy of the line's timestamp. Called on text that begins a
+    line, it keeps the timestamp there and remembers it; on any text it
+    removes the copies of the remembered one.
+    """
+
+    def __init__(self) -> None:
+        self._stamp = b""
+
+    def __call__(self, data: bytes) -> bytes:
+        match = _STAMP.match(data)
+        if match is not None:
+            self._stamp = match.group(0)
+        start = match.end() if match is not None else 0
+        if not self._stamp or self._stamp not in data[start:]:
+            return data
+        return data[:start] + data[start:].replace(self._stamp, b"")
+
+
+# How much of an unterminated rest is never cut while ``clean`` may still
+# change it: more than a timestamp that arrived only in part.
+_CLEAN_MARGIN = 64
 
 
 class LineBuffer:
@@ -63,14 +85,21 @@ class LineBuffer:
 
     No line handed out is longer than ``max_line_bytes``: a longer one is
     cut into pieces of that size, and so is an unterminated rest that
-    outgrows it.
+    outgrows it. ``clean``, when given, rewrites every line and rest before
+    it is cut, so nothing it removes can be split between two pieces.
     """
 
-    def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+    def __init__(
+        self,
+        max_line_bytes: int = MAX_LINE_BYTES,
+        clean: Callable[[bytes], bytes] | None = None,
+    ) -> None:
         if max_line_bytes < 1:
             raise ValueError("max_line_bytes must be at least 1")
         self._pending = b""
         self._max = max_line_bytes
+        self._clean = clean
+        self._margin = _CLEAN_MARGIN if clean is not None else 0
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """The lines completed by ``chunk``, without their line endings."""
@@ -78,12 +107,16 @@ class LineBuffer:
         *complete, rest = data.split(b"\n")
         lines: list[bytes] = []
         for line in complete:
-            lines.extend(self._cut(line.rstrip(b"\r")))
-        while len(rest) > self._max:
+            lines.extend(self._cut(self._cleaned(line.rstrip(b"\r"))))
+        rest = self._cleaned(rest)
+        while len(rest) > self._max + self._margin:
             lines.append(rest[: self._max])
             rest = rest[self._max :]
         self._pending = rest
         return lines
+
+    def _cleaned(self, data: bytes) -> bytes:
+        return self._clean(data) if self._clean is not None else data
 
     def _cut(self, line: bytes) -> list[bytes]:
         if len(line) <= self._max:
@@ -92,8 +125,8 @@ class LineBuffer:
 
     def flush(self) -> list[bytes]:
         """The unterminated rest, if any, as a last line."""
-        rest, self._pending = self._pending.rstrip(b"\r"), b""
-        return [rest] if rest else []
+        rest, self._pending = self._cleaned(self._pending.rstrip(b"\r")), b""
+        return self._cut(rest) if rest else []
 
 
 class LogStream(Iterator[bytes]):
@@ -172,21 +205,14 @@ class LogStream(Iterator[bytes]):
         return self._since is None or stamp > self._since
 
     def _generate(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
-        buffer = LineBuffer(self._max_line_bytes)
-        # With a TTY the engine's messages are not framed: a line longer than
-        # its message size (16 KiB) comes as several messages run together,
-        # each after a copy of the line's timestamp, which is taken out.
-        current = b""
+        buffer = LineBuffer(
+            self._max_line_bytes, clean=_LineStamps() if self._tty else None
+        )
         try:
             for chunk in _until_error(chunks, self._stopped):
                 if self._tty:
                     for line in buffer.feed(chunk):
-                        token = _stamp_token(line)
-                        if token:
-                            current = token
                         stamp, text = split_timestamp(line)
-                        if current:
-                            text = text.replace(current, b"")
                         if self._keep(stamp):
                             yield text
                     continue

@@ -6,6 +6,8 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
+import pytest
+
 from edge_core.runtime.logs import LineBuffer, LogStream, split_timestamp
 
 T1 = b"2024-05-06T07:08:09.000000001Z "
@@ -165,3 +167,32 @@ def test_an_empty_resume_keeps_its_position() -> None:
     stream = LogStream(iter([]), close=lambda: None, tty=False, since=since)
     assert lines_of(stream) == []
     assert stream.last_timestamp == since
+
+
+def _tty_messages(content: bytes, size: int, *, end: bytes) -> bytes:
+    """``content`` as a TTY log gives it: one message of at most ``size``
+    bytes after another, each after a copy of the line's timestamp."""
+    parts = [content[i : i + size] for i in range(0, len(content), size)]
+    return b"".join(T1 + part for part in parts) + end
+
+
+@pytest.mark.parametrize(
+    "end", [b"\r\n" + T2 + b"after\r\n", b""], ids=["ended", "open"]
+)
+@pytest.mark.parametrize("read", [1, 7, 31, 50, 64, 200])
+def test_a_long_tty_line_carries_none_of_its_timestamp_copies(
+    end: bytes, read: int
+) -> None:
+    """However the stream is read, and wherever the pieces of the line are
+    cut, no copy of the line's timestamp is left inside it: not one split
+    between two reads, not one split by a cut, not in an unterminated rest."""
+    content = bytes(range(97, 123)) * 20
+    raw = _tty_messages(content, 50, end=end)
+    chunks = [raw[i : i + read] for i in range(0, len(raw), read)]
+    stream = LogStream(iter(chunks), close=lambda: None, tty=True, max_line_bytes=64)
+    lines = list(stream)
+    expected_tail = [b"after"] if end else []
+    assert lines[len(lines) - len(expected_tail) :] == expected_tail
+    pieces = lines[: len(lines) - len(expected_tail)]
+    assert b"".join(pieces) == content
+    assert all(len(piece) <= 64 for piece in pieces)
