@@ -15,6 +15,13 @@ from tests.support.docker_helpers import run_container, wait_exited
 
 pytestmark = pytest.mark.integration
 
+# With a TTY the engine sends the output unframed, each 16 KiB message of a
+# long line after its own copy of the line's timestamp; the lines must not
+# differ from those of a container without one.
+BOTH_MODES = pytest.mark.parametrize(
+    "extra", [pytest.param((), id="plain"), pytest.param(("--tty",), id="tty")]
+)
+
 
 def run_script(
     runtime: DockerRuntime,
@@ -31,10 +38,15 @@ def run_script(
 
 
 def finished_lines(
-    runtime: DockerRuntime, fingerprint: str, image: str, script: str
+    runtime: DockerRuntime,
+    fingerprint: str,
+    image: str,
+    script: str,
+    *,
+    extra: Sequence[str] = (),
 ) -> tuple[str, list[bytes]]:
     """Run ``script`` to its end; the container's name and its whole output."""
-    name = run_script(runtime, fingerprint, image, script)
+    name = run_script(runtime, fingerprint, image, script, extra=extra)
     wait_exited(runtime, name, fingerprint)
     return name, list(runtime.logs(name, follow=False, fingerprint=fingerprint))
 
@@ -56,32 +68,50 @@ def test_backlog_merges_stdout_and_stderr_as_lines(
     assert len(tail) == 2
 
 
+@BOTH_MODES
 def test_long_lines_arrive_whole(
-    docker_runtime: DockerRuntime, fingerprint: str, test_image: str
+    docker_runtime: DockerRuntime,
+    fingerprint: str,
+    test_image: str,
+    extra: Sequence[str],
 ) -> None:
-    """A line longer than the engine's 16 KiB message size is one line."""
+    """A line longer than the engine's 16 KiB message size is one line, with
+    no engine timestamp inside it, and the line after it is whole too."""
     script = (
-        "i=0; while [ $i -lt 3000 ]; do printf 'abcdefghij'; i=$((i+1)); done; echo"
+        "i=0; while [ $i -lt 3000 ]; do printf 'abcdefghij'; i=$((i+1)); done; "
+        "echo; echo after"
     )
-    _, lines = finished_lines(docker_runtime, fingerprint, test_image, script)
-    assert lines == [b"abcdefghij" * 3000]
+    _, lines = finished_lines(
+        docker_runtime, fingerprint, test_image, script, extra=extra
+    )
+    assert lines == [b"abcdefghij" * 3000, b"after"]
 
 
+@BOTH_MODES
 def test_follow_ends_when_the_container_stops(
-    docker_runtime: DockerRuntime, fingerprint: str, test_image: str
+    docker_runtime: DockerRuntime,
+    fingerprint: str,
+    test_image: str,
+    extra: Sequence[str],
 ) -> None:
     """Following yields lines as they come and ends when the container exits."""
     script = "echo first; sleep 1; echo second; sleep 1; echo third"
-    name = run_script(docker_runtime, fingerprint, test_image, script)
+    name = run_script(docker_runtime, fingerprint, test_image, script, extra=extra)
     lines = list(docker_runtime.logs(name, follow=True, fingerprint=fingerprint))
     assert lines == [b"first", b"second", b"third"]
 
 
+@BOTH_MODES
 def test_follow_stops_when_the_stop_event_is_set(
-    docker_runtime: DockerRuntime, fingerprint: str, test_image: str
+    docker_runtime: DockerRuntime,
+    fingerprint: str,
+    test_image: str,
+    extra: Sequence[str],
 ) -> None:
     """Setting the stop event ends a follow on a container that keeps running."""
-    name = run_script(docker_runtime, fingerprint, test_image, "echo ready; sleep 3600")
+    name = run_script(
+        docker_runtime, fingerprint, test_image, "echo ready; sleep 3600", extra=extra
+    )
     stop = threading.Event()
     stream = docker_runtime.logs(name, follow=True, stop_event=stop)
     assert next(stream) == b"ready"
@@ -91,12 +121,16 @@ def test_follow_stops_when_the_stop_event_is_set(
     assert view is not None and view.running
 
 
+@BOTH_MODES
 def test_reattach_with_since_has_no_duplicates(
-    docker_runtime: DockerRuntime, fingerprint: str, test_image: str
+    docker_runtime: DockerRuntime,
+    fingerprint: str,
+    test_image: str,
+    extra: Sequence[str],
 ) -> None:
     """Resuming from the last timestamp yields every later line exactly once."""
     script = "i=0; while [ $i -lt 40 ]; do echo line $i; i=$((i+1)); usleep 50000; done"
-    name = run_script(docker_runtime, fingerprint, test_image, script)
+    name = run_script(docker_runtime, fingerprint, test_image, script, extra=extra)
 
     first = docker_runtime.logs(name, follow=True, fingerprint=fingerprint)
     seen = [next(first) for _ in range(10)]
@@ -155,11 +189,17 @@ def test_follow_ends_when_the_container_is_restarted(
     second.close()
 
 
+@BOTH_MODES
 def test_output_without_line_breaks_arrives_in_bounded_pieces(
-    docker_runtime: DockerRuntime, fingerprint: str, test_image: str
+    docker_runtime: DockerRuntime,
+    fingerprint: str,
+    test_image: str,
+    extra: Sequence[str],
 ) -> None:
     """200 kB without a newline comes back whole, in pieces of at most 64 KiB."""
     script = "i=0; while [ $i -lt 20000 ]; do printf 'abcdefghij'; i=$((i+1)); done"
-    _, lines = finished_lines(docker_runtime, fingerprint, test_image, script)
+    _, lines = finished_lines(
+        docker_runtime, fingerprint, test_image, script, extra=extra
+    )
     assert b"".join(lines) == b"abcdefghij" * 20000
     assert max(len(line) for line in lines) == MAX_LINE_BYTES
