@@ -385,6 +385,57 @@ def test_restart_alert_failure_and_concurrency(
     assert {a["status"] for a in by_uuid.values()} == {"resolved"}
 
 
+def stored_alert(backend: Emulator, uuid: str) -> dict[str, Any]:
+    [alert] = [a for a in backend.alerts() if a["uuid"] == uuid]
+    return alert
+
+
+@pytest.mark.parametrize("status", [400, 409, 422])
+def test_a_refused_final_update_still_resolves_the_card(
+    backend: Emulator,
+    cloud: CloudClient,
+    make_book: Callable[..., AlertBook],
+    status: int,
+) -> None:
+    """The backend refuses the PUT of the final phase with a 4xx: the card
+    is resolved all the same, so it does not stay open for good."""
+    uuid = restart_card(cloud)
+    book = make_book()
+    alert = book.restart_alert(uuid)
+    alert.in_progress()
+    assert book.flush(WAIT)
+    backend.fault(rf"^/api/v1/alerts/{uuid}$", method="PUT", status=status)
+
+    alert.completed()
+    assert book.flush(WAIT)
+
+    assert stored_alert(backend, uuid)["status"] == "resolved"
+    assert len(backend.requests("POST", rf"^/api/v1/alerts/{uuid}/resolve$")) == 1
+
+
+@pytest.mark.parametrize("status", [400, 422])
+def test_a_refused_read_of_the_card_still_walks_it(
+    backend: Emulator,
+    cloud: CloudClient,
+    make_book: Callable[..., AlertBook],
+    status: int,
+) -> None:
+    """The GET of the card is refused once: the later steps read it again and
+    the card ends resolved as failed."""
+    uuid = restart_card(cloud)
+    book = make_book()
+    backend.fault(rf"^/api/v1/alerts/{uuid}$", method="GET", status=status, times=1)
+    alert = book.restart_alert(uuid)
+    alert.in_progress()
+    alert.failed("the environment could not be downloaded")
+    assert book.flush(WAIT)
+
+    card = stored_alert(backend, uuid)
+    assert card["status"] == "resolved"
+    assert card["metadata"]["phase"] == "failed"
+    assert card["metadata"]["request_id"] == "r1"
+
+
 def test_a_missing_restart_alert_is_ignored_quietly(
     backend: Emulator, make_book: Callable[..., AlertBook]
 ) -> None:
