@@ -7,9 +7,9 @@ and the fix in one line and in ``status``, and the drivers run anyway.
 
 from __future__ import annotations
 
-import json
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import docker
@@ -18,7 +18,7 @@ import pytest
 from tests.emulator.broker import free_port
 from tests.integration.test_loop_zenoh import _router_failed, _start
 from tests.support.edge import STARTUP_TIMEOUT, EdgeFactory, check
-from tests.support.images import TEST_IMAGE
+from tests.support.images import ensure_router_image
 from tests.support.loop import IDLE_SCRIPT, driver_environment, inspect, settled
 
 pytestmark = pytest.mark.integration
@@ -35,30 +35,27 @@ BINDING_ENTRYPOINT = [
 
 
 @pytest.fixture(scope="module")
-def binding_router(docker_client: docker.DockerClient, test_image: str) -> str:
+def binding_router(docker_client: docker.DockerClient) -> str:
     """A router stand-in that really listens on its port."""
-    container = docker_client.containers.create(TEST_IMAGE, ["true"])
-    try:
-        repository, _, tag = BINDING_ROUTER.rpartition(":")
-        docker_client.api.commit(
-            container.id,
-            repository=repository,
-            tag=tag,
-            changes=[f"ENTRYPOINT {json.dumps(BINDING_ENTRYPOINT)}", "CMD []"],
-        )
-    finally:
-        container.remove(force=True)
+    ensure_router_image(docker_client, BINDING_ROUTER, entrypoint=BINDING_ENTRYPOINT)
     return BINDING_ROUTER
+
+
+@contextmanager
+def listened_on(port: int) -> Iterator[None]:
+    """Another program of the host listens on TCP ``port`` meanwhile."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("0.0.0.0", port))
+        holder.listen()
+        yield
 
 
 @pytest.fixture
 def held_port() -> Iterator[int]:
     """A TCP port another program of the host listens on."""
     port = free_port()
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
-        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        holder.bind(("0.0.0.0", port))
-        holder.listen()
+    with listened_on(port):
         yield port
 
 
@@ -128,10 +125,7 @@ def test_a_router_looping_on_a_taken_port_at_start_is_named(
     assert edge.stop(timeout=10) == 0
     docker_client.api.stop(name, timeout=1)
 
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
-        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        holder.bind(("0.0.0.0", port))
-        holder.listen()
+    with listened_on(port):
         docker_client.api.start(name)
         edge.wait_for(
             lambda: (inspect(docker_client, name) or {}).get("RestartCount", 0) > 0,

@@ -208,10 +208,16 @@ ROUTER_ENTRYPOINT = (
 prints them and keeps running."""
 
 
-def ensure_router_image(client: docker.DockerClient, tag: str = ROUTER_IMAGE) -> str:
-    """Build the Zenoh router stand-in ``tag`` unless an identical one exists."""
+def ensure_router_image(
+    client: docker.DockerClient,
+    tag: str = ROUTER_IMAGE,
+    *,
+    entrypoint: Sequence[str] = ROUTER_ENTRYPOINT,
+) -> str:
+    """Build the Zenoh router stand-in ``tag`` (running ``entrypoint``)
+    unless an identical one exists."""
     rootfs = busybox_rootfs()
-    digest = hashlib.sha256(json.dumps(ROUTER_ENTRYPOINT).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(json.dumps(list(entrypoint)).encode()).hexdigest()[:16]
     content_id = f"zenoh-stand-in-{digest}"
     with build_lock():
         if _existing_content(client, tag) == content_id:
@@ -223,7 +229,7 @@ def ensure_router_image(client: docker.DockerClient, tag: str = ROUTER_IMAGE) ->
             tag=version,
             changes=[
                 "ENV PATH=/bin",
-                f"ENTRYPOINT {json.dumps(list(ROUTER_ENTRYPOINT))}",
+                f"ENTRYPOINT {json.dumps(list(entrypoint))}",
                 f"LABEL {CONTENT_LABEL}={content_id}",
             ],
         )
